@@ -1,0 +1,83 @@
+// The server's configuration as the engine and backends see it: plain values, already checked.
+// control/config.cc fills it from a coturn-style file and the command line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "turn/net/socket_address.h"
+
+namespace turnpike {
+
+// An inclusive address range; a single address has first == last. Both ends share a family.
+struct IpRange {
+  IpAddress first;
+  IpAddress last;
+  bool Contains(const IpAddress& a) const;
+  friend bool operator==(const IpRange&, const IpRange&) = default;
+};
+
+// `user=name:password` or `user=name:0xKEY` (KEY = hex MD5(name:realm:password), coturn style).
+struct StaticUser {
+  std::string name;
+  std::string password;  // empty when `key_hex` is used
+  std::string key_hex;   // 32 hex digits, or empty
+};
+
+// `external-ip=PUBLIC[/PRIVATE]`: report PUBLIC in XOR-RELAYED-ADDRESS for relays on PRIVATE
+// (or on every relay address of the family when PRIVATE is absent).
+struct ExternalIp {
+  IpAddress public_ip;
+  bool has_private = false;
+  IpAddress private_ip;
+};
+
+enum class LogFormat : uint8_t { kText, kJson };
+enum class Backend : uint8_t { kUring, kDpdk };
+
+struct ServerConfig {
+  // Listening and relaying.
+  std::vector<IpAddress> listening_ips;  // empty: 0.0.0.0 (and :: when IPv6 is up)
+  uint16_t listening_port = 3478;
+  std::vector<IpAddress> relay_ips;      // empty: the listening IPs, or the first non-wildcard
+  std::vector<ExternalIp> external_ips;
+  uint16_t min_port = 20000;
+  uint16_t max_port = 29999;
+
+  // Authentication (RFC 8489 9.2 long-term credentials; TURN REST API).
+  std::string realm = "turnpike.local";
+  bool lt_cred_mech = false;
+  bool use_auth_secret = false;
+  std::vector<std::string> static_auth_secrets;  // first one mints, all verify (rotation)
+  std::vector<StaticUser> users;
+  bool no_auth = false;                           // `no-auth`: open relay, for tests only
+  uint32_t stale_nonce_seconds = 600;             // coturn `stale-nonce`
+  bool software_attribute = false;                // SOFTWARE in responses (off by default)
+
+  // Peer address policy. Secure defaults live in turn/peer_policy.cc.
+  std::vector<IpRange> denied_peer_ips;
+  std::vector<IpRange> allowed_peer_ips;
+  bool allow_loopback_peers = false;
+  bool no_multicast_peers = true;  // multicast is in the default deny list either way
+
+  // Lifetimes (RFC 8656 defaults) and limits.
+  uint32_t default_allocate_lifetime = 600;
+  uint32_t max_allocate_lifetime = 3600;
+  uint32_t permission_lifetime = 300;
+  uint32_t channel_lifetime = 600;
+  uint32_t user_quota = 0;    // allocations per user, 0 = unlimited
+  uint32_t total_quota = 0;   // allocations on the node, 0 = unlimited
+  uint64_t max_bps = 0;       // per allocation, bytes per second; 0 = unlimited
+  uint32_t max_allocations = 32768;  // table size, split across workers
+
+  // Process.
+  std::string log_file;  // empty: stderr; "stdout" / "syslog" as in coturn are accepted
+  LogFormat log_format = LogFormat::kText;
+  bool verbose = false;
+  std::string pidfile;
+  uint32_t worker_threads = 0;  // 0: one per online CPU
+  Backend backend = Backend::kUring;
+};
+
+}  // namespace turnpike

@@ -1,0 +1,76 @@
+// Per-worker counters. Each worker owns one block (no atomics, no sharing); the control plane
+// reads them at scrape time and sums across workers. A torn read of a 64-bit counter cannot
+// happen on x86-64 and a stale one is acceptable for metrics.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace turnpike::turn {
+
+enum class DropReason : uint8_t {
+  kMalformed = 0,       // neither STUN nor ChannelData, or failed to parse
+  kBadFingerprint,
+  kUnexpectedClass,     // responses or unknown indications sent to the server
+  kNoAllocation,        // Send/ChannelData on a 5-tuple without allocation
+  kUnknownChannel,
+  kNoPermission,        // to or from a peer without permission
+  kPeerDenied,          // Send indication to a forbidden peer
+  kBandwidth,           // max-bps exceeded
+  kTxFull,
+  kTooBig,              // would not fit in a datagram
+  kCount,
+};
+
+enum class AuthFailure : uint8_t {
+  kMissingCredentials = 0,  // first request of a transaction, answered with 401 + nonce
+  kBadIntegrity,
+  kUnknownUser,
+  kExpiredUsername,         // TURN REST username past its expiry
+  kStaleNonce,
+  kBadRequest,              // USERNAME without MESSAGE-INTEGRITY, bad PASSWORD-ALGORITHMS, ...
+  kCount,
+};
+
+enum class AllocateResult : uint8_t {
+  kSuccess = 0,
+  kAuthRequired,     // 401/438
+  kBadRequest,       // 400
+  kMismatch,         // 437
+  kUnsupportedTransport,  // 442
+  kQuota,            // 486
+  kNoPorts,          // 508
+  kForbidden,        // 403 (draining, or peer)
+  kOther,
+  kCount,
+};
+
+std::string_view DropReasonName(DropReason r);
+std::string_view AuthFailureName(AuthFailure r);
+std::string_view AllocateResultName(AllocateResult r);
+
+struct alignas(64) EngineCounters {
+  uint64_t rx_client_packets = 0;
+  uint64_t rx_peer_packets = 0;
+  uint64_t to_peer_packets = 0;      // relayed client -> peer
+  uint64_t to_peer_bytes = 0;        // application bytes
+  uint64_t to_client_packets = 0;    // relayed peer -> client
+  uint64_t to_client_bytes = 0;
+  uint64_t stun_requests = 0;
+  uint64_t binding_requests = 0;
+  uint64_t allocations_expired = 0;
+  uint64_t allocations_deleted = 0;  // Refresh lifetime 0
+  uint64_t permissions_created = 0;
+  uint64_t channels_bound = 0;
+  std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
+  std::array<uint64_t, static_cast<size_t>(AuthFailure::kCount)> auth_failures{};
+  std::array<uint64_t, static_cast<size_t>(AllocateResult::kCount)> allocate_results{};
+
+  void Drop(DropReason r) { ++drops[static_cast<size_t>(r)]; }
+  void AuthFail(AuthFailure r) { ++auth_failures[static_cast<size_t>(r)]; }
+  void Allocate(AllocateResult r) { ++allocate_results[static_cast<size_t>(r)]; }
+  uint64_t dropped(DropReason r) const { return drops[static_cast<size_t>(r)]; }
+};
+
+}  // namespace turnpike::turn

@@ -1,0 +1,150 @@
+// The TURN engine: one instance per data-plane worker, fed batches of datagrams by an I/O
+// backend (dataplane/uring today, dataplane/dpdk later) and answering with TX descriptors.
+// It owns that worker's allocations, permissions and channels; nothing in it is shared with
+// other workers except NodeState, which is touched only on the allocation path (never per
+// relayed packet).
+//
+//   backend rx --> OnClientPacket / OnPeerPacket --> TxBatch --> backend tx
+//                        |  (Allocate / Refresh only)
+//                        v
+//                    NodeState (ports, quotas, reservations; mutex)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "turn/auth.h"
+#include "turn/config.h"
+#include "turn/counters.h"
+#include "turn/net/socket_address.h"
+#include "turn/node_state.h"
+#include "turn/peer_policy.h"
+#include "turn/stun/message.h"
+
+namespace turnpike::turn {
+
+// A backend's handle for one of its sockets (listener or relay). Opaque to the engine.
+using SocketId = uint32_t;
+inline constexpr SocketId kInvalidSocket = ~SocketId{0};
+
+// One datagram to send: `head` (built by the engine) then `body` (a range of a received packet,
+// zero-copy) then `tail_pad` zero bytes. `body` stays valid until the backend flushes the batch.
+struct TxDesc {
+  static constexpr size_t kHeadCapacity = 512;  // largest STUN response the engine writes
+  SocketId socket;
+  SocketAddress dst;
+  uint16_t head_len;
+  uint8_t tail_pad;
+  const uint8_t* body;
+  uint32_t body_len;
+  alignas(8) uint8_t head[kHeadCapacity];
+
+  size_t size() const { return head_len + body_len + tail_pad; }
+};
+
+// Buffered TX for one receive burst. The backend drains it after each burst (or when full).
+class TxBatch {
+ public:
+  static constexpr size_t kCapacity = 64;
+  TxDesc* Next() { return size_ < kCapacity ? &descs_[size_++] : nullptr; }
+  void Cancel() { --size_; }  // un-take the last Next()
+  size_t size() const { return size_; }
+  bool full() const { return size_ == kCapacity; }
+  TxDesc& operator[](size_t i) { return descs_[i]; }
+  void Clear() { size_ = 0; }
+
+ private:
+  size_t size_ = 0;
+  TxDesc descs_[kCapacity];
+};
+
+// Relay sockets live in the backend (a UDP socket per relay port on kernel sockets, a table
+// entry on DPDK). Called on the allocation path only, so a virtual call is fine.
+class RelayTransport {
+ public:
+  virtual ~RelayTransport() = default;
+  // Opens a relay endpoint bound to `address`. Packets that arrive on it reach
+  // Engine::OnPeerPacket with `tag`. Fails when the port cannot be bound.
+  virtual absl::StatusOr<SocketId> OpenRelay(const SocketAddress& address, uint32_t tag) = 0;
+  virtual void CloseRelay(SocketId socket) = 0;
+};
+
+struct EngineOptions {
+  uint32_t worker_index = 0;
+  uint32_t max_allocations = 1024;  // this worker's table size
+};
+
+class Engine {
+ public:
+  Engine(const ServerConfig& config, const EngineOptions& options, NodeState* node,
+         RelayTransport* relays);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // The backend sets the clock once per burst (CLOCK_MONOTONIC nanoseconds).
+  void SetNow(uint64_t now_ns) { now_ns_ = now_ns; now_s_ = now_ns / 1'000'000'000; }
+
+  // A datagram from a client to one of our listening sockets (STUN/TURN or ChannelData).
+  // `server` is the local address the packet arrived on (never a wildcard).
+  void OnClientPacket(SocketId listener, const SocketAddress& server,
+                      const SocketAddress& client, std::span<const uint8_t> data, TxBatch& tx);
+  // A datagram from a peer to a relay socket opened with `tag`.
+  void OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<const uint8_t> data,
+                    TxBatch& tx);
+  // Expires allocations, permissions and channels. Call at least once a second.
+  void Tick();
+  // Closes every allocation (shutdown).
+  void CloseAll();
+
+  const EngineCounters& counters() const { return counters_; }
+  size_t allocation_count() const { return by_tuple_.size(); }
+
+ private:
+  struct Allocation;
+  struct Request;
+
+  void HandleStun(const stun::MessageView& msg, SocketId listener, const FiveTuple& tuple,
+                  TxBatch& tx);
+  void HandleBinding(const stun::MessageView& msg, SocketId listener, const FiveTuple& tuple,
+                     TxBatch& tx);
+  void HandleAllocate(Request& req);
+  void HandleRefresh(Request& req, Allocation* alloc);
+  void HandleCreatePermission(Request& req, Allocation* alloc);
+  void HandleChannelBind(Request& req, Allocation* alloc);
+  void HandleSendIndication(const stun::MessageView& msg, Allocation* alloc, TxBatch& tx);
+  void HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple, TxBatch& tx);
+
+  // Responses.
+  void SendError(Request& req, int code, bool authenticated);
+  void SendUnauthorized(Request& req, int code);
+  void SendSuccess(Request& req, stun::MessageBuilder& b);
+  TxDesc* StartResponse(Request& req, stun::MessageClass cls, stun::MessageBuilder* b);
+
+  // Allocation table.
+  Allocation* Lookup(const FiveTuple& tuple);
+  void Release(Allocation* alloc, bool expired);
+  bool PeerAllowed(const IpAddress& peer);
+  SocketAddress Advertised(const SocketAddress& relay) const;
+  bool ChargeBandwidth(Allocation* alloc, size_t bytes);
+
+  const ServerConfig& config_;
+  EngineOptions options_;
+  NodeState* node_;
+  RelayTransport* relays_;
+  Authenticator auth_;
+  PeerPolicy peer_policy_;
+  uint64_t now_ns_ = 0;
+  uint64_t now_s_ = 0;
+
+  std::vector<Allocation> slots_;        // preallocated; index = relay tag
+  std::vector<uint32_t> free_slots_;
+  absl::flat_hash_map<FiveTuple, uint32_t> by_tuple_;
+  EngineCounters counters_;
+};
+
+}  // namespace turnpike::turn

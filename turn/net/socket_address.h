@@ -1,0 +1,91 @@
+// IP and transport addresses as plain value types. Shared by the STUN codec, the TURN engine
+// and both I/O backends; no socket calls happen here except the sockaddr conversions.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/hash/hash.h"
+
+namespace turnpike {
+
+enum class AddressFamily : uint8_t { kIPv4 = 1, kIPv6 = 2 };  // STUN's family codes (RFC 8489 14.1)
+
+// An IPv4 or IPv6 address. IPv4 addresses use the first 4 bytes of `bytes`; the rest stay zero,
+// so comparison and hashing can use the whole array.
+struct IpAddress {
+  AddressFamily family = AddressFamily::kIPv4;
+  std::array<uint8_t, 16> bytes{};
+
+  static IpAddress V4(uint32_t host_order);
+  static IpAddress V4Bytes(const uint8_t b[4]);
+  static IpAddress V6Bytes(const uint8_t b[16]);
+  // Parses dotted-quad or RFC 4291 text; brackets are not accepted here.
+  static std::optional<IpAddress> Parse(std::string_view text);
+  static IpAddress Any(AddressFamily family);
+  static IpAddress Loopback(AddressFamily family);
+
+  bool is_v4() const { return family == AddressFamily::kIPv4; }
+  bool is_v6() const { return family == AddressFamily::kIPv6; }
+  size_t size() const { return is_v4() ? 4 : 16; }
+  uint32_t v4_host_order() const;
+  bool IsUnspecified() const;
+
+  // The IPv4 address an IPv6 address embeds, for the forms used to smuggle IPv4 past deny lists:
+  // IPv4-mapped ::ffff:a.b.c.d and IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5), NAT64 well-known
+  // prefix 64:ff9b::/96 (RFC 6052), 6to4 2002:AABB:CCDD::/16 (RFC 3056) and Teredo 2001::/32
+  // (client address, RFC 4380). Returns nullopt for a plain IPv6 address.
+  std::optional<IpAddress> EmbeddedV4() const;
+
+  std::string ToString() const;
+
+  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const IpAddress& a) {
+    return H::combine(std::move(h), a.family, a.bytes);
+  }
+};
+
+// An IP address and UDP/TCP port.
+struct SocketAddress {
+  IpAddress ip;
+  uint16_t port = 0;
+
+  // "1.2.3.4:5", "[::1]:5". A missing port gives std::nullopt.
+  static std::optional<SocketAddress> Parse(std::string_view text);
+  static SocketAddress FromSockaddr(const sockaddr* sa);
+
+  AddressFamily family() const { return ip.family; }
+  // Fills `out` and returns the length to pass to the socket call.
+  socklen_t ToSockaddr(sockaddr_storage* out) const;
+  std::string ToString() const;
+
+  friend bool operator==(const SocketAddress&, const SocketAddress&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const SocketAddress& a) {
+    return H::combine(std::move(h), a.ip, a.port);
+  }
+};
+
+// A UDP 5-tuple as the server sees it: which local socket address a packet came in on and from
+// where. Allocations are keyed by this (RFC 8656 2.2).
+struct FiveTuple {
+  SocketAddress client;
+  SocketAddress server;
+  uint8_t protocol = IPPROTO_UDP;
+
+  friend bool operator==(const FiveTuple&, const FiveTuple&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const FiveTuple& t) {
+    return H::combine(std::move(h), t.client, t.server, t.protocol);
+  }
+};
+
+}  // namespace turnpike

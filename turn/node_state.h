@@ -1,0 +1,79 @@
+// The little state that all workers share: relay ports, quotas and EVEN-PORT reservations.
+// Touched only when an allocation is created, refreshed to zero or expires, never per relayed
+// packet, so a mutex is fine here (an Allocate costs a few microseconds of crypto already).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "turn/config.h"
+#include "turn/net/socket_address.h"
+
+namespace turnpike::turn {
+
+enum class QuotaResult : uint8_t { kOk, kUserQuota, kTotalQuota, kDraining };
+
+class NodeState {
+ public:
+  explicit NodeState(const ServerConfig& config);
+
+  // Relay ports, per relay IP, handed out in random order (RFC 8656 7.2 advises against
+  // predictable ports). `even` asks for an even port; `reserve_next` also holds port+1 and
+  // returns a reservation token for it.
+  struct PortGrant {
+    uint16_t port = 0;
+    uint64_t token = 0;  // non-zero when port+1 was reserved
+  };
+  std::optional<PortGrant> TakePort(const IpAddress& relay_ip, bool even, bool reserve_next,
+                                    uint64_t now_s);
+  // Redeems a RESERVATION-TOKEN: the reserved port, or nullopt if unknown or expired.
+  std::optional<std::pair<IpAddress, uint16_t>> TakeReserved(uint64_t token, uint64_t now_s);
+  void ReturnPort(const IpAddress& relay_ip, uint16_t port);
+  size_t FreePorts(const IpAddress& relay_ip) const;
+
+  // Allocation quotas (user-quota, total-quota).
+  QuotaResult Admit(std::string_view user);
+  void Leave(std::string_view user);
+  size_t total_allocations() const;
+
+  void SetDraining(bool draining);
+  bool draining() const;
+
+  // The relay IP for a family, or nullopt when none is configured for it.
+  std::optional<IpAddress> RelayIp(AddressFamily family) const;
+
+ private:
+  struct Pool {
+    IpAddress ip;
+    std::vector<uint16_t> free;  // shuffled
+    std::vector<bool> in_use;    // indexed by port - min_port
+  };
+  struct Reservation {
+    IpAddress ip;
+    uint16_t port;
+    uint64_t expires_s;
+  };
+  Pool* FindPool(const IpAddress& ip) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireReservations(uint64_t now_s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const uint16_t min_port_;
+  const uint16_t max_port_;
+  const uint32_t user_quota_;
+  const uint32_t total_quota_;
+  mutable std::mutex mu_;
+  std::vector<Pool> pools_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Reservation> reservations_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> per_user_ ABSL_GUARDED_BY(mu_);
+  uint32_t total_ ABSL_GUARDED_BY(mu_) = 0;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace turnpike::turn
