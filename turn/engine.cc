@@ -1,1 +1,891 @@
-// placeholder: being written
+#include "turn/engine.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "absl/container/inlined_vector.h"
+#include "spdlog/spdlog.h"
+#include "turnpike_version.h"
+
+namespace turnpike::turn {
+namespace {
+
+using stun::MessageBuilder;
+using stun::MessageClass;
+using stun::MessageView;
+using stun::Method;
+namespace attr = stun::attr;
+
+constexpr uint8_t kProtocolUdp = 17;  // REQUESTED-TRANSPORT (RFC 8656 14.7)
+constexpr size_t kMaxPermissions = 256;  // per allocation; beyond that 508
+constexpr size_t kMaxChannels = 256;
+constexpr size_t kMaxPeersPerRequest = 16;
+constexpr int kOpenAttempts = 16;  // ports tried when another process holds one
+constexpr char kSoftware[] = "Turnpike/" TURNPIKE_VERSION;
+
+// Reason phrases for authenticated errors only: unauthenticated ones go without, to keep
+// responses small (reflection).
+std::string_view ReasonPhrase(int code) {
+  switch (code) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 420: return "Unknown Attribute";
+    case 437: return "Allocation Mismatch";
+    case 438: return "Stale Nonce";
+    case 440: return "Address Family not Supported";
+    case 441: return "Wrong Credentials";
+    case 442: return "Unsupported Transport Protocol";
+    case 443: return "Peer Address Family Mismatch";
+    case 486: return "Allocation Quota Reached";
+    case 508: return "Insufficient Capacity";
+    default: return "";
+  }
+}
+
+AllocateResult ResultFor(int code) {
+  switch (code) {
+    case 400: case 420: return AllocateResult::kBadRequest;
+    case 401: case 438: return AllocateResult::kAuthRequired;
+    case 403: return AllocateResult::kForbidden;
+    case 437: return AllocateResult::kMismatch;
+    case 442: return AllocateResult::kUnsupportedTransport;
+    case 486: return AllocateResult::kQuota;
+    case 508: return AllocateResult::kNoPorts;
+    default: return AllocateResult::kOther;
+  }
+}
+
+}  // namespace
+
+struct Engine::Allocation {
+  struct Permission {
+    IpAddress ip;
+    uint64_t expires_s;
+  };
+  struct Channel {
+    uint16_t number;
+    SocketAddress peer;
+    uint64_t expires_s;
+  };
+  bool in_use = false;
+  FiveTuple tuple;
+  SocketId listener = kInvalidSocket;
+  SocketId relay_socket = kInvalidSocket;
+  SocketAddress relay;  // the bound relay address
+  uint64_t expires_s = 0;
+  std::string username;
+  stun::TransactionId allocate_tid{};  // to answer a retransmitted Allocate (RFC 8656 7.2)
+  uint32_t lifetime = 0;
+  uint64_t reservation_token = 0;
+  absl::InlinedVector<Permission, 4> permissions;
+  absl::InlinedVector<Channel, 4> channels;
+  TokenBucket to_peer_bucket;
+  TokenBucket to_client_bucket;
+  // Per-allocation statistics for the control API.
+  uint64_t to_peer_packets = 0;
+  uint64_t to_peer_bytes = 0;
+  uint64_t to_client_packets = 0;
+  uint64_t to_client_bytes = 0;
+
+  const Permission* FindPermission(const IpAddress& ip, uint64_t now_s) const {
+    for (const Permission& p : permissions) {
+      if (p.ip == ip) {
+        return p.expires_s > now_s ? &p : nullptr;
+      }
+    }
+    return nullptr;
+  }
+  const Channel* FindChannel(uint16_t number, uint64_t now_s) const {
+    for (const Channel& c : channels) {
+      if (c.number == number) {
+        return c.expires_s > now_s ? &c : nullptr;
+      }
+    }
+    return nullptr;
+  }
+  const Channel* FindChannelByPeer(const SocketAddress& peer, uint64_t now_s) const {
+    for (const Channel& c : channels) {
+      if (c.peer == peer) {
+        return c.expires_s > now_s ? &c : nullptr;
+      }
+    }
+    return nullptr;
+  }
+  void AddPermission(const IpAddress& ip, uint64_t expires_s) {
+    for (Permission& p : permissions) {
+      if (p.ip == ip) {
+        p.expires_s = expires_s;
+        return;
+      }
+    }
+    permissions.push_back({ip, expires_s});
+  }
+};
+
+struct Engine::Request {
+  const MessageView& msg;
+  SocketId listener;
+  const FiveTuple& tuple;
+  TxBatch& tx;
+  AuthResult auth;
+};
+
+Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeState* node,
+               RelayTransport* relays)
+    : config_(config),
+      options_(options),
+      node_(node),
+      relays_(relays),
+      auth_(config, node->nonce_secret()),
+      peer_policy_(config),
+      slots_(options.max_allocations) {
+  free_slots_.reserve(options.max_allocations);
+  for (uint32_t i = options.max_allocations; i-- > 0;) {
+    free_slots_.push_back(i);
+  }
+  by_tuple_.reserve(options.max_allocations);
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  SetNow(uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec));
+  // Data indications need a transaction ID; any value works (RFC 8656 11.3), so a per-worker
+  // prefix and a counter avoid a random draw per packet.
+  indication_tid_[0] = static_cast<uint8_t>(options.worker_index);
+}
+
+Engine::~Engine() { CloseAll(); }
+
+// ---------------------------------------------------------------------------------------------
+// Receive paths
+
+void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
+                            const SocketAddress& client, std::span<const uint8_t> data,
+                            TxBatch& tx) {
+  ++counters_.rx_client_packets;
+  FiveTuple tuple{client, server, IPPROTO_UDP};
+  if (stun::LooksLikeChannelData(data)) {
+    HandleChannelData(data, tuple, tx);
+    return;
+  }
+  if (!stun::LooksLikeStun(data)) {
+    counters_.Drop(DropReason::kMalformed);
+    return;
+  }
+  stun::ParseError error = stun::ParseError::kNone;
+  auto msg = MessageView::Parse(data, &error);
+  if (!msg) {
+    counters_.Drop(error == stun::ParseError::kBadFingerprint ? DropReason::kBadFingerprint
+                                                              : DropReason::kMalformed);
+    return;
+  }
+  switch (msg->message_class()) {
+    case MessageClass::kRequest:
+      HandleStun(*msg, listener, tuple, tx);
+      return;
+    case MessageClass::kIndication:
+      if (msg->method() == Method::kSend) {
+        HandleSendIndication(*msg, Lookup(tuple), tx);
+      } else if (msg->method() != Method::kBinding) {  // Binding indications are keepalives
+        counters_.Drop(DropReason::kUnexpectedClass);
+      }
+      return;
+    default:
+      counters_.Drop(DropReason::kUnexpectedClass);
+      return;
+  }
+}
+
+void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<const uint8_t> data,
+                          TxBatch& tx) {
+  ++counters_.rx_peer_packets;
+  if (tag >= slots_.size() || !slots_[tag].in_use) {
+    counters_.Drop(DropReason::kNoAllocation);
+    return;
+  }
+  Allocation& alloc = slots_[tag];
+  // RFC 8656 11.5: only peers with a permission reach the client.
+  if (alloc.FindPermission(peer.ip, now_s_) == nullptr) {
+    counters_.Drop(DropReason::kNoPermission);
+    return;
+  }
+  if (!ChargeBandwidth(alloc.to_client_bucket, data.size())) {
+    counters_.Drop(DropReason::kBandwidth);
+    return;
+  }
+  TxDesc* d = tx.Next();
+  if (d == nullptr) {
+    counters_.Drop(DropReason::kTxFull);
+    return;
+  }
+  d->socket = alloc.listener;
+  d->dst = alloc.tuple.client;
+  d->body = data.data();
+  d->body_len = static_cast<uint32_t>(data.size());
+  if (const Allocation::Channel* ch = alloc.FindChannelByPeer(peer, now_s_)) {
+    // ChannelData; over UDP the padding is optional and we leave it out (RFC 8656 12.5).
+    stun::WriteChannelDataHeader(d->head, ch->number, static_cast<uint16_t>(data.size()));
+    d->head_len = stun::kChannelDataHeaderSize;
+    d->tail_pad = 0;
+  } else {
+    // Data indication: header and XOR-PEER-ADDRESS built here, DATA's value is the packet.
+    if (data.size() > 0xFFFF - 64) {
+      tx.Cancel();
+      counters_.Drop(DropReason::kTooBig);
+      return;
+    }
+    for (int i = 11; i >= 4; --i) {  // bump the counter part of the transaction ID
+      if (++indication_tid_[i] != 0) {
+        break;
+      }
+    }
+    MessageBuilder b({d->head, TxDesc::kHeadCapacity}, Method::kData, MessageClass::kIndication,
+                     indication_tid_.data());
+    b.AddXorAddress(attr::kXorPeerAddress, peer);
+    size_t at = b.size();
+    uint8_t* h = d->head + at;
+    h[0] = static_cast<uint8_t>(attr::kData >> 8);
+    h[1] = static_cast<uint8_t>(attr::kData);
+    h[2] = static_cast<uint8_t>(data.size() >> 8);
+    h[3] = static_cast<uint8_t>(data.size());
+    d->head_len = static_cast<uint16_t>(at + 4);
+    d->tail_pad = static_cast<uint8_t>((4 - data.size() % 4) % 4);
+    size_t body_len = d->head_len - stun::kHeaderSize + data.size() + d->tail_pad;
+    d->head[2] = static_cast<uint8_t>(body_len >> 8);
+    d->head[3] = static_cast<uint8_t>(body_len);
+  }
+  ++counters_.to_client_packets;
+  counters_.to_client_bytes += data.size();
+  ++alloc.to_client_packets;
+  alloc.to_client_bytes += data.size();
+}
+
+void Engine::HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple,
+                               TxBatch& tx) {
+  auto cd = stun::ParseChannelData(data);
+  if (!cd) {
+    counters_.Drop(DropReason::kMalformed);
+    return;
+  }
+  Allocation* alloc = Lookup(tuple);
+  if (alloc == nullptr) {
+    counters_.Drop(DropReason::kNoAllocation);
+    return;
+  }
+  const Allocation::Channel* ch = alloc->FindChannel(cd->channel, now_s_);
+  if (ch == nullptr) {
+    counters_.Drop(DropReason::kUnknownChannel);
+    return;
+  }
+  if (!ChargeBandwidth(alloc->to_peer_bucket, cd->payload.size())) {
+    counters_.Drop(DropReason::kBandwidth);
+    return;
+  }
+  TxDesc* d = tx.Next();
+  if (d == nullptr) {
+    counters_.Drop(DropReason::kTxFull);
+    return;
+  }
+  d->socket = alloc->relay_socket;
+  d->dst = ch->peer;
+  d->head_len = 0;
+  d->tail_pad = 0;
+  d->body = cd->payload.data();
+  d->body_len = static_cast<uint32_t>(cd->payload.size());
+  ++counters_.to_peer_packets;
+  counters_.to_peer_bytes += cd->payload.size();
+  ++alloc->to_peer_packets;
+  alloc->to_peer_bytes += cd->payload.size();
+}
+
+void Engine::HandleSendIndication(const MessageView& msg, Allocation* alloc, TxBatch& tx) {
+  if (alloc == nullptr) {
+    counters_.Drop(DropReason::kNoAllocation);
+    return;
+  }
+  auto peer = msg.FindXorAddress(attr::kXorPeerAddress);
+  auto data = msg.FindValue(attr::kData);
+  if (!peer || !data) {
+    counters_.Drop(DropReason::kMalformed);
+    return;
+  }
+  // RFC 8656 11.2: silently discard without a permission. Permissions are only installed for
+  // peers the policy allows, so no second policy check is needed here.
+  if (alloc->FindPermission(peer->ip, now_s_) == nullptr) {
+    counters_.Drop(DropReason::kNoPermission);
+    return;
+  }
+  if (!ChargeBandwidth(alloc->to_peer_bucket, data->size())) {
+    counters_.Drop(DropReason::kBandwidth);
+    return;
+  }
+  TxDesc* d = tx.Next();
+  if (d == nullptr) {
+    counters_.Drop(DropReason::kTxFull);
+    return;
+  }
+  d->socket = alloc->relay_socket;
+  d->dst = *peer;
+  d->head_len = 0;
+  d->tail_pad = 0;
+  d->body = data->data();
+  d->body_len = static_cast<uint32_t>(data->size());
+  ++counters_.to_peer_packets;
+  counters_.to_peer_bytes += data->size();
+  ++alloc->to_peer_packets;
+  alloc->to_peer_bytes += data->size();
+}
+
+bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
+  if (config_.max_bps == 0) {
+    return true;
+  }
+  // Refill at max-bps bytes per second, holding at most one second's worth.
+  uint64_t elapsed = now_ns_ - bucket.last_ns;
+  bucket.last_ns = now_ns_;
+  __uint128_t add = static_cast<__uint128_t>(elapsed) * config_.max_bps / 1'000'000'000;
+  bucket.tokens = static_cast<uint64_t>(
+      std::min<__uint128_t>(config_.max_bps, bucket.tokens + add));
+  if (bucket.tokens < bytes) {
+    return false;
+  }
+  bucket.tokens -= bytes;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTuple& tuple,
+                        TxBatch& tx) {
+  ++counters_.stun_requests;
+  Request req{msg, listener, tuple, tx, {}};
+  if (msg.method() == Method::kBinding) {
+    HandleBinding(req);
+    return;
+  }
+  const bool turn_method =
+      msg.method() == Method::kAllocate || msg.method() == Method::kRefresh ||
+      msg.method() == Method::kCreatePermission || msg.method() == Method::kChannelBind;
+  if (!turn_method) {
+    // Unknown methods, and RFC 6062 Connect: TCP relaying is not offered.
+    SendError(req, 400);
+    return;
+  }
+
+  req.auth = auth_.Check(msg, tuple.client, now_s_, static_cast<uint64_t>(::time(nullptr)));
+  using S = AuthResult::Status;
+  switch (req.auth.status) {
+    case S::kOk:
+      break;
+    case S::kChallenge:
+      counters_.AuthFail(AuthFailure::kMissingCredentials);
+      SendChallenge(req, 401);
+      return;
+    case S::kBadIntegrity:
+      counters_.AuthFail(AuthFailure::kBadIntegrity);
+      SendChallenge(req, 401);
+      return;
+    case S::kUnknownUser:
+      counters_.AuthFail(AuthFailure::kUnknownUser);
+      SendChallenge(req, 401);
+      return;
+    case S::kExpired:
+      counters_.AuthFail(AuthFailure::kExpiredUsername);
+      SendChallenge(req, 401);
+      return;
+    case S::kStaleNonce:
+      counters_.AuthFail(AuthFailure::kStaleNonce);
+      SendChallenge(req, 438);
+      return;
+    case S::kBadRequest:
+      counters_.AuthFail(AuthFailure::kBadRequest);
+      SendError(req, 400);
+      return;
+  }
+
+  // RFC 8489 6.3.1: unknown comprehension-required attributes -> 420, after authentication.
+  uint16_t unknown[16];
+  size_t n_unknown = msg.UnknownComprehensionRequired(unknown);
+  if (n_unknown > 0) {
+    SendError(req, 420, {unknown, n_unknown});
+    return;
+  }
+
+  Allocation* alloc = Lookup(tuple);
+  if (msg.method() == Method::kAllocate) {
+    HandleAllocate(req, alloc);
+    return;
+  }
+  if (alloc == nullptr) {
+    SendError(req, 437);
+    return;
+  }
+  // RFC 8656 5: every request on an allocation uses the credentials that created it.
+  if (!auth_.open() && alloc->username != req.auth.username) {
+    SendError(req, 441);
+    return;
+  }
+  switch (msg.method()) {
+    case Method::kRefresh:
+      HandleRefresh(req, alloc);
+      return;
+    case Method::kCreatePermission:
+      HandleCreatePermission(req, alloc);
+      return;
+    case Method::kChannelBind:
+      HandleChannelBind(req, alloc);
+      return;
+    default:
+      SendError(req, 400);
+      return;
+  }
+}
+
+void Engine::HandleBinding(Request& req) {
+  ++counters_.binding_requests;
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
+    return;
+  }
+  b.AddXorAddress(attr::kXorMappedAddress, req.tuple.client);
+  FinishResponse(req, b);
+}
+
+void Engine::HandleAllocate(Request& req, Allocation* existing) {
+  const MessageView& msg = req.msg;
+  auto fail = [&](int code) {
+    counters_.Allocate(ResultFor(code));
+    SendError(req, code);
+  };
+  if (existing != nullptr) {
+    // RFC 8656 7.2: a retransmission of the request that created the allocation gets the same
+    // success again; anything else on this 5-tuple is a mismatch.
+    if (std::memcmp(existing->allocate_tid.data(), msg.transaction_id(),
+                    stun::kTransactionIdSize) == 0 &&
+        existing->username == req.auth.username) {
+      SendAllocateSuccess(req, *existing);
+      return;
+    }
+    fail(437);
+    return;
+  }
+
+  auto transport = msg.FindU32(attr::kRequestedTransport);
+  if (!transport) {
+    fail(400);
+    return;
+  }
+  if ((*transport >> 24) != kProtocolUdp) {
+    fail(442);
+    return;
+  }
+  const bool has_even_port = msg.Has(attr::kEvenPort);
+  auto token_value = msg.FindValue(attr::kReservationToken);
+  const bool has_family = msg.Has(attr::kRequestedAddressFamily);
+  if ((has_even_port && token_value) || (has_family && token_value) ||
+      (token_value && token_value->size() != 8)) {
+    fail(400);
+    return;
+  }
+
+  AddressFamily family = AddressFamily::kIPv4;  // RFC 8656 7.2: IPv4 unless asked otherwise
+  if (has_family) {
+    auto value = msg.FindValue(attr::kRequestedAddressFamily);
+    if (value->size() != 4) {
+      fail(400);
+      return;
+    }
+    if ((*value)[0] == 0x01) {
+      family = AddressFamily::kIPv4;
+    } else if ((*value)[0] == 0x02) {
+      family = AddressFamily::kIPv6;
+    } else {
+      fail(440);
+      return;
+    }
+  }
+  std::optional<IpAddress> relay_ip = node_->RelayIp(family);
+  if (!token_value && !relay_ip) {
+    fail(440);
+    return;
+  }
+
+  uint32_t lifetime = config_.default_allocate_lifetime;
+  if (auto requested = msg.FindU32(attr::kLifetime)) {
+    lifetime = std::max(std::min(*requested, config_.max_allocate_lifetime),
+                        config_.default_allocate_lifetime);
+  }
+
+  if (free_slots_.empty()) {
+    fail(508);
+    return;
+  }
+  switch (node_->Admit(req.auth.username)) {
+    case QuotaResult::kOk:
+      break;
+    case QuotaResult::kUserQuota:
+    case QuotaResult::kTotalQuota:
+      fail(486);
+      return;
+    case QuotaResult::kDraining:
+      fail(403);
+      return;
+  }
+
+  // Pick the relay port and open the relay endpoint; a port that another process holds is
+  // skipped (given back later would only fail again, so it stays taken while we run).
+  SocketAddress relay;
+  SocketId socket = kInvalidSocket;
+  uint64_t reservation = 0;
+  uint32_t tag = free_slots_.back();
+  if (token_value) {
+    uint64_t token = 0;
+    for (uint8_t byte : *token_value) {
+      token = token << 8 | byte;
+    }
+    auto reserved = node_->TakeReserved(token, now_s_);
+    if (reserved) {
+      relay = {reserved->first, reserved->second};
+      auto opened = relays_->OpenRelay(relay, tag);
+      if (opened.ok()) {
+        socket = *opened;
+      } else {
+        node_->ReturnPort(relay.ip, relay.port);
+      }
+    }
+  } else {
+    bool reserve_next = false;
+    if (has_even_port) {
+      auto value = msg.FindValue(attr::kEvenPort);
+      reserve_next = !value->empty() && ((*value)[0] & 0x80) != 0;
+    }
+    for (int attempt = 0; attempt < kOpenAttempts && socket == kInvalidSocket; ++attempt) {
+      auto grant = node_->TakePort(*relay_ip, has_even_port, reserve_next, now_s_);
+      if (!grant) {
+        break;
+      }
+      relay = {*relay_ip, grant->port};
+      auto opened = relays_->OpenRelay(relay, tag);
+      if (opened.ok()) {
+        socket = *opened;
+        reservation = grant->token;
+      } else if (grant->token != 0) {
+        node_->TakeReserved(grant->token, now_s_);  // drop the reservation with its port
+        node_->ReturnPort(relay.ip, static_cast<uint16_t>(relay.port + 1));
+      }
+    }
+  }
+  if (socket == kInvalidSocket) {
+    node_->Leave(req.auth.username);
+    fail(508);
+    return;
+  }
+  if (msg.Has(attr::kDontFragment) && !relays_->SetDontFragment(socket).ok()) {
+    relays_->CloseRelay(socket);
+    node_->ReturnPort(relay.ip, relay.port);
+    node_->Leave(req.auth.username);
+    counters_.Allocate(AllocateResult::kBadRequest);
+    uint16_t unknown = attr::kDontFragment;
+    SendError(req, 420, {&unknown, 1});
+    return;
+  }
+
+  free_slots_.pop_back();
+  Allocation& alloc = slots_[tag];
+  alloc = Allocation{};
+  alloc.in_use = true;
+  alloc.tuple = req.tuple;
+  alloc.listener = req.listener;
+  alloc.relay_socket = socket;
+  alloc.relay = relay;
+  alloc.lifetime = lifetime;
+  alloc.expires_s = now_s_ + lifetime;
+  alloc.username = std::string(req.auth.username);
+  alloc.reservation_token = reservation;
+  std::memcpy(alloc.allocate_tid.data(), msg.transaction_id(), stun::kTransactionIdSize);
+  by_tuple_[req.tuple] = tag;
+  counters_.Allocate(AllocateResult::kSuccess);
+  SPDLOG_DEBUG("allocation {} for {} user '{}' relay {} lifetime {}s", tag,
+               req.tuple.client.ToString(), alloc.username, relay.ToString(), lifetime);
+  SendAllocateSuccess(req, alloc);
+}
+
+void Engine::SendAllocateSuccess(Request& req, const Allocation& alloc) {
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
+    return;
+  }
+  b.AddXorAddress(attr::kXorRelayedAddress, Advertised(alloc.relay));
+  uint64_t left = alloc.expires_s > now_s_ ? alloc.expires_s - now_s_ : 0;
+  b.AddU32(attr::kLifetime, static_cast<uint32_t>(left));
+  if (alloc.reservation_token != 0) {
+    uint8_t token[8];
+    for (int i = 0; i < 8; ++i) {
+      token[i] = static_cast<uint8_t>(alloc.reservation_token >> (56 - 8 * i));
+    }
+    b.AddAttribute(attr::kReservationToken, token);
+  }
+  b.AddXorAddress(attr::kXorMappedAddress, req.tuple.client);
+  FinishResponse(req, b);
+}
+
+void Engine::HandleRefresh(Request& req, Allocation* alloc) {
+  const MessageView& msg = req.msg;
+  if (auto value = msg.FindValue(attr::kRequestedAddressFamily)) {
+    uint8_t wanted = value->empty() ? 0 : (*value)[0];
+    if (wanted != static_cast<uint8_t>(alloc->relay.family())) {
+      SendError(req, 443);
+      return;
+    }
+  }
+  uint32_t lifetime = config_.default_allocate_lifetime;
+  if (auto requested = msg.FindU32(attr::kLifetime)) {
+    lifetime = *requested == 0 ? 0 : std::min(*requested, config_.max_allocate_lifetime);
+  }
+  if (lifetime == 0) {
+    ++counters_.allocations_deleted;
+    Release(alloc);
+  } else {
+    alloc->expires_s = now_s_ + lifetime;
+    alloc->lifetime = lifetime;
+  }
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
+    return;
+  }
+  b.AddU32(attr::kLifetime, lifetime);
+  FinishResponse(req, b);
+}
+
+void Engine::HandleCreatePermission(Request& req, Allocation* alloc) {
+  SocketAddress peers[kMaxPeersPerRequest];
+  size_t bad = 0;
+  size_t n = req.msg.FindAllXorAddresses(attr::kXorPeerAddress, peers, &bad);
+  if (n == 0 || bad > 0) {
+    SendError(req, 400);
+    return;
+  }
+  // All or nothing (RFC 8656 9.2): check every peer before installing any.
+  for (size_t i = 0; i < n; ++i) {
+    if (peers[i].family() != alloc->relay.family()) {
+      SendError(req, 443);
+      return;
+    }
+    if (!peer_policy_.IsAllowed(peers[i].ip)) {
+      SPDLOG_DEBUG("permission to {} refused for {}", peers[i].ip.ToString(),
+                   req.tuple.client.ToString());
+      SendError(req, 403);
+      return;
+    }
+  }
+  size_t new_count = alloc->permissions.size();
+  for (size_t i = 0; i < n; ++i) {
+    bool known = false;
+    for (const auto& p : alloc->permissions) {
+      known = known || p.ip == peers[i].ip;
+    }
+    new_count += known ? 0 : 1;
+  }
+  if (new_count > kMaxPermissions) {
+    SendError(req, 508);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    alloc->AddPermission(peers[i].ip, now_s_ + config_.permission_lifetime);
+    ++counters_.permissions_created;
+  }
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
+    return;
+  }
+  FinishResponse(req, b);
+}
+
+void Engine::HandleChannelBind(Request& req, Allocation* alloc) {
+  auto number = req.msg.FindU32(attr::kChannelNumber);
+  auto peer = req.msg.FindXorAddress(attr::kXorPeerAddress);
+  if (!number || !peer) {
+    SendError(req, 400);
+    return;
+  }
+  uint16_t channel = static_cast<uint16_t>(*number >> 16);
+  if (channel < stun::kMinChannel || channel > stun::kMaxChannel) {
+    SendError(req, 400);
+    return;
+  }
+  if (peer->family() != alloc->relay.family()) {
+    SendError(req, 443);
+    return;
+  }
+  if (!peer_policy_.IsAllowed(peer->ip)) {
+    SendError(req, 403);
+    return;
+  }
+  // RFC 8656 12.2: a channel is bound to one peer and a peer to one channel.
+  Allocation::Channel* existing = nullptr;
+  for (auto& c : alloc->channels) {
+    if (c.number == channel && !(c.peer == *peer)) {
+      SendError(req, 400);
+      return;
+    }
+    if (c.peer == *peer && c.number != channel) {
+      SendError(req, 400);
+      return;
+    }
+    if (c.number == channel) {
+      existing = &c;
+    }
+  }
+  if (existing == nullptr && alloc->channels.size() >= kMaxChannels) {
+    SendError(req, 508);
+    return;
+  }
+  if (existing != nullptr) {
+    existing->expires_s = now_s_ + config_.channel_lifetime;
+  } else {
+    alloc->channels.push_back({channel, *peer, now_s_ + config_.channel_lifetime});
+    ++counters_.channels_bound;
+  }
+  alloc->AddPermission(peer->ip, now_s_ + config_.permission_lifetime);
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
+    return;
+  }
+  FinishResponse(req, b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+bool Engine::StartResponse(Request& req, MessageClass cls, MessageBuilder* b) {
+  TxDesc* d = req.tx.Next();
+  if (d == nullptr) {
+    counters_.Drop(DropReason::kTxFull);
+    return false;
+  }
+  d->socket = req.listener;
+  d->dst = req.tuple.client;
+  d->body = nullptr;
+  d->body_len = 0;
+  d->tail_pad = 0;
+  *b = MessageBuilder({d->head, TxDesc::kHeadCapacity}, req.msg.method(), cls,
+                      req.msg.transaction_id());
+  if (config_.software_attribute) {
+    b->AddString(attr::kSoftware, kSoftware);
+  }
+  return true;
+}
+
+void Engine::FinishResponse(Request& req, MessageBuilder& b) {
+  if (req.auth.status == AuthResult::Status::kOk && req.auth.key.size > 0) {
+    if (req.auth.sha256_mi) {
+      b.AddMessageIntegritySha256(req.auth.key.span());
+    } else {
+      b.AddMessageIntegrity(req.auth.key.span());
+    }
+  }
+  if (req.msg.HasFingerprint()) {
+    b.AddFingerprint();
+  }
+  if (!b.ok()) {  // cannot happen with our sizes; count rather than send garbage
+    req.tx.Cancel();
+    counters_.Drop(DropReason::kTooBig);
+    return;
+  }
+  req.tx[req.tx.size() - 1].head_len = static_cast<uint16_t>(b.size());
+}
+
+void Engine::SendError(Request& req, int code, std::span<const uint16_t> unknown) {
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kErrorResponse, &b)) {
+    return;
+  }
+  const bool authenticated = req.auth.status == AuthResult::Status::kOk;
+  b.AddErrorCode(code, authenticated ? ReasonPhrase(code) : std::string_view());
+  if (!unknown.empty()) {
+    b.AddUnknownAttributes(unknown);
+  }
+  FinishResponse(req, b);
+}
+
+void Engine::SendChallenge(Request& req, int code) {
+  if (req.msg.method() == Method::kAllocate) {
+    counters_.Allocate(AllocateResult::kAuthRequired);
+  }
+  MessageBuilder b;
+  if (!StartResponse(req, MessageClass::kErrorResponse, &b)) {
+    return;
+  }
+  b.AddErrorCode(code, {});
+  b.AddString(attr::kRealm, auth_.realm());
+  char nonce[Authenticator::kNonceSize];
+  size_t len = auth_.MakeNonce(req.tuple.client, now_s_, nonce);
+  b.AddString(attr::kNonce, {nonce, len});
+  static constexpr stun::PasswordAlgorithm kAlgorithms[] = {stun::PasswordAlgorithm::kMd5,
+                                                            stun::PasswordAlgorithm::kSha256};
+  b.AddPasswordAlgorithms(kAlgorithms);
+  FinishResponse(req, b);  // no integrity: the request did not authenticate
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table management
+
+Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
+  auto it = by_tuple_.find(tuple);
+  if (it == by_tuple_.end()) {
+    return nullptr;
+  }
+  Allocation& alloc = slots_[it->second];
+  return alloc.expires_s > now_s_ ? &alloc : nullptr;
+}
+
+void Engine::Release(Allocation* alloc) {
+  uint32_t tag = static_cast<uint32_t>(alloc - slots_.data());
+  relays_->CloseRelay(alloc->relay_socket);
+  node_->ReturnPort(alloc->relay.ip, alloc->relay.port);
+  node_->Leave(alloc->username);
+  by_tuple_.erase(alloc->tuple);
+  *alloc = Allocation{};
+  free_slots_.push_back(tag);
+}
+
+void Engine::Tick() {
+  if (now_s_ == last_sweep_s_) {
+    return;
+  }
+  last_sweep_s_ = now_s_;
+  for (auto it = by_tuple_.begin(); it != by_tuple_.end();) {
+    Allocation& alloc = slots_[it->second];
+    ++it;  // Release erases the current entry
+    if (alloc.expires_s <= now_s_) {
+      ++counters_.allocations_expired;
+      SPDLOG_DEBUG("allocation for {} expired", alloc.tuple.client.ToString());
+      Release(&alloc);
+      continue;
+    }
+    auto expired = [this](const auto& entry) { return entry.expires_s <= now_s_; };
+    alloc.permissions.erase(
+        std::remove_if(alloc.permissions.begin(), alloc.permissions.end(), expired),
+        alloc.permissions.end());
+    alloc.channels.erase(std::remove_if(alloc.channels.begin(), alloc.channels.end(), expired),
+                         alloc.channels.end());
+  }
+}
+
+void Engine::CloseAll() {
+  while (!by_tuple_.empty()) {
+    Release(&slots_[by_tuple_.begin()->second]);
+  }
+}
+
+SocketAddress Engine::Advertised(const SocketAddress& relay) const {
+  for (const ExternalIp& ext : config_.external_ips) {
+    if (ext.has_private ? ext.private_ip == relay.ip
+                        : ext.public_ip.family == relay.ip.family) {
+      return {ext.public_ip, relay.port};
+    }
+  }
+  return relay;
+}
+
+}  // namespace turnpike::turn

@@ -71,6 +71,12 @@ class RelayTransport {
   // Engine::OnPeerPacket with `tag`. Fails when the port cannot be bound.
   virtual absl::StatusOr<SocketId> OpenRelay(const SocketAddress& address, uint32_t tag) = 0;
   virtual void CloseRelay(SocketId socket) = 0;
+  // Sets the DF bit on everything the relay sends (DONT-FRAGMENT, RFC 8656 7.2). A transport
+  // that cannot returns an error and the engine answers 420 as the RFC asks.
+  virtual absl::Status SetDontFragment(SocketId socket) {
+    (void)socket;
+    return absl::UnimplementedError("DONT-FRAGMENT not supported");
+  }
 };
 
 struct EngineOptions {
@@ -107,30 +113,33 @@ class Engine {
  private:
   struct Allocation;
   struct Request;
+  struct TokenBucket {  // max-bps, one per direction of an allocation
+    uint64_t tokens = 0;
+    uint64_t last_ns = 0;
+  };
 
   void HandleStun(const stun::MessageView& msg, SocketId listener, const FiveTuple& tuple,
                   TxBatch& tx);
-  void HandleBinding(const stun::MessageView& msg, SocketId listener, const FiveTuple& tuple,
-                     TxBatch& tx);
-  void HandleAllocate(Request& req);
+  void HandleBinding(Request& req);
+  void HandleAllocate(Request& req, Allocation* existing);
   void HandleRefresh(Request& req, Allocation* alloc);
   void HandleCreatePermission(Request& req, Allocation* alloc);
   void HandleChannelBind(Request& req, Allocation* alloc);
   void HandleSendIndication(const stun::MessageView& msg, Allocation* alloc, TxBatch& tx);
   void HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple, TxBatch& tx);
 
-  // Responses.
-  void SendError(Request& req, int code, bool authenticated);
-  void SendUnauthorized(Request& req, int code);
-  void SendSuccess(Request& req, stun::MessageBuilder& b);
-  TxDesc* StartResponse(Request& req, stun::MessageClass cls, stun::MessageBuilder* b);
+  // Responses go into the next TX descriptor's head; FinishResponse adds integrity (with the
+  // request's key and algorithm) and FINGERPRINT (when the request had one).
+  bool StartResponse(Request& req, stun::MessageClass cls, stun::MessageBuilder* b);
+  void FinishResponse(Request& req, stun::MessageBuilder& b);
+  void SendError(Request& req, int code, std::span<const uint16_t> unknown = {});
+  void SendChallenge(Request& req, int code);  // 401 / 438 with REALM, NONCE
+  void SendAllocateSuccess(Request& req, const Allocation& alloc);
 
-  // Allocation table.
   Allocation* Lookup(const FiveTuple& tuple);
-  void Release(Allocation* alloc, bool expired);
-  bool PeerAllowed(const IpAddress& peer);
+  void Release(Allocation* alloc);
   SocketAddress Advertised(const SocketAddress& relay) const;
-  bool ChargeBandwidth(Allocation* alloc, size_t bytes);
+  bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
 
   const ServerConfig& config_;
   EngineOptions options_;
@@ -140,6 +149,8 @@ class Engine {
   PeerPolicy peer_policy_;
   uint64_t now_ns_ = 0;
   uint64_t now_s_ = 0;
+  uint64_t last_sweep_s_ = 0;
+  stun::TransactionId indication_tid_{};
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;

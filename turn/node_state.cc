@@ -1,1 +1,200 @@
-// placeholder: being written
+#include "turn/node_state.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+namespace turnpike::turn {
+namespace {
+// RFC 8656 7.2: a reservation is held for 30 seconds.
+constexpr uint64_t kReservationSeconds = 30;
+}  // namespace
+
+NodeState::NodeState(const ServerConfig& config)
+    : min_port_(config.min_port),
+      max_port_(config.max_port),
+      user_quota_(config.user_quota),
+      total_quota_(config.total_quota),
+      rng_(std::random_device{}()) {
+  if (RAND_bytes(nonce_secret_.data(), static_cast<int>(nonce_secret_.size())) != 1) {
+    std::random_device rd;
+    for (uint8_t& b : nonce_secret_) {
+      b = static_cast<uint8_t>(rd());
+    }
+  }
+  std::vector<IpAddress> ips = config.relay_ips;
+  if (ips.empty()) {
+    ips = config.listening_ips;
+  }
+  std::lock_guard lock(mu_);
+  for (const IpAddress& ip : ips) {
+    if (FindPool(ip) != nullptr) {
+      continue;
+    }
+    Pool pool;
+    pool.ip = ip;
+    pool.in_use.assign(size_t{max_port_} - min_port_ + 1, false);
+    for (uint32_t p = min_port_; p <= max_port_; ++p) {
+      pool.free.push_back(static_cast<uint16_t>(p));
+    }
+    std::shuffle(pool.free.begin(), pool.free.end(), rng_);
+    pools_.push_back(std::move(pool));
+  }
+}
+
+NodeState::Pool* NodeState::FindPool(const IpAddress& ip) {
+  for (Pool& pool : pools_) {
+    if (pool.ip == ip) {
+      return &pool;
+    }
+  }
+  return nullptr;
+}
+
+void NodeState::ExpireReservations(uint64_t now_s) {
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    if (it->second.expires_s <= now_s) {
+      Pool* pool = FindPool(it->second.ip);
+      if (pool != nullptr) {
+        pool->in_use[it->second.port - min_port_] = false;
+        pool->free.push_back(it->second.port);
+      }
+      reservations_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::optional<NodeState::PortGrant> NodeState::TakePort(const IpAddress& relay_ip, bool even,
+                                                       bool reserve_next, uint64_t now_s) {
+  std::lock_guard lock(mu_);
+  ExpireReservations(now_s);
+  Pool* pool = FindPool(relay_ip);
+  if (pool == nullptr) {
+    return std::nullopt;
+  }
+  // The free list is shuffled, so scanning from the back finds a random suitable port. A
+  // reserving request needs an even port whose successor is free too.
+  for (size_t i = pool->free.size(); i-- > 0;) {
+    uint16_t port = pool->free[i];
+    if (even && (port % 2) != 0) {
+      continue;
+    }
+    if (reserve_next && (port == max_port_ || pool->in_use[port + 1 - min_port_])) {
+      continue;
+    }
+    pool->free[i] = pool->free.back();
+    pool->free.pop_back();
+    pool->in_use[port - min_port_] = true;
+    PortGrant grant{port, 0};
+    if (reserve_next) {
+      uint16_t next = port + 1;
+      auto it = std::find(pool->free.begin(), pool->free.end(), next);
+      *it = pool->free.back();
+      pool->free.pop_back();
+      pool->in_use[next - min_port_] = true;
+      do {
+        grant.token = rng_();
+      } while (grant.token == 0 || reservations_.contains(grant.token));
+      reservations_[grant.token] = Reservation{relay_ip, next, now_s + kReservationSeconds};
+    }
+    return grant;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::pair<IpAddress, uint16_t>> NodeState::TakeReserved(uint64_t token,
+                                                                     uint64_t now_s) {
+  std::lock_guard lock(mu_);
+  ExpireReservations(now_s);
+  auto it = reservations_.find(token);
+  if (it == reservations_.end()) {
+    return std::nullopt;
+  }
+  auto result = std::make_pair(it->second.ip, it->second.port);
+  reservations_.erase(it);  // the port stays in use, now by the allocation
+  return result;
+}
+
+void NodeState::ReturnPort(const IpAddress& relay_ip, uint16_t port) {
+  std::lock_guard lock(mu_);
+  Pool* pool = FindPool(relay_ip);
+  if (pool == nullptr || port < min_port_ || port > max_port_ ||
+      !pool->in_use[port - min_port_]) {
+    return;
+  }
+  pool->in_use[port - min_port_] = false;
+  pool->free.push_back(port);
+  // Keep the order unpredictable: swap the returned port to a random place.
+  std::uniform_int_distribution<size_t> pick(0, pool->free.size() - 1);
+  std::swap(pool->free.back(), pool->free[pick(rng_)]);
+}
+
+size_t NodeState::FreePorts(const IpAddress& relay_ip) const {
+  std::lock_guard lock(mu_);
+  for (const Pool& pool : pools_) {
+    if (pool.ip == relay_ip) {
+      return pool.free.size();
+    }
+  }
+  return 0;
+}
+
+QuotaResult NodeState::Admit(std::string_view user) {
+  std::lock_guard lock(mu_);
+  if (draining_) {
+    return QuotaResult::kDraining;
+  }
+  if (total_quota_ != 0 && total_ >= total_quota_) {
+    return QuotaResult::kTotalQuota;
+  }
+  uint32_t& count = per_user_[std::string(user)];
+  if (user_quota_ != 0 && count >= user_quota_) {
+    if (count == 0) {
+      per_user_.erase(std::string(user));
+    }
+    return QuotaResult::kUserQuota;
+  }
+  ++count;
+  ++total_;
+  return QuotaResult::kOk;
+}
+
+void NodeState::Leave(std::string_view user) {
+  std::lock_guard lock(mu_);
+  auto it = per_user_.find(absl::string_view(user.data(), user.size()));
+  if (it != per_user_.end() && --it->second == 0) {
+    per_user_.erase(it);
+  }
+  if (total_ > 0) {
+    --total_;
+  }
+}
+
+size_t NodeState::total_allocations() const {
+  std::lock_guard lock(mu_);
+  return total_;
+}
+
+void NodeState::SetDraining(bool draining) {
+  std::lock_guard lock(mu_);
+  draining_ = draining;
+}
+
+bool NodeState::draining() const {
+  std::lock_guard lock(mu_);
+  return draining_;
+}
+
+std::optional<IpAddress> NodeState::RelayIp(AddressFamily family) const {
+  std::lock_guard lock(mu_);
+  for (const Pool& pool : pools_) {
+    if (pool.ip.family == family) {
+      return pool.ip;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace turnpike::turn

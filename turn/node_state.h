@@ -24,6 +24,9 @@ class NodeState {
  public:
   explicit NodeState(const ServerConfig& config);
 
+  // Key for stateless nonces, random per process and shared by every worker.
+  const std::array<uint8_t, 32>& nonce_secret() const { return nonce_secret_; }
+
   // Relay ports, per relay IP, handed out in random order (RFC 8656 7.2 advises against
   // predictable ports). `even` asks for an even port; `reserve_next` also holds port+1 and
   // returns a reservation token for it.
@@ -63,6 +66,7 @@ class NodeState {
   Pool* FindPool(const IpAddress& ip) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireReservations(uint64_t now_s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  std::array<uint8_t, 32> nonce_secret_{};
   const uint16_t min_port_;
   const uint16_t max_port_;
   const uint32_t user_quota_;

@@ -185,6 +185,7 @@ class MessageView {
 // before using the result. The header length field is kept up to date after every Add*.
 class MessageBuilder {
  public:
+  MessageBuilder() = default;  // empty; assign a constructed builder before use
   MessageBuilder(std::span<uint8_t> buffer, Method method, MessageClass cls,
                  const uint8_t* transaction_id);
 
