@@ -1,1 +1,202 @@
-int main() { return 0; }
+// turnpiked: loads the configuration, sets up logging, starts the data-plane backend and then
+// sits in a signal loop on the main thread (SIGTERM/SIGINT stop, SIGHUP reopens the log file).
+//
+// Exit codes: 0 clean stop (and --help / --version), 1 start-up failure, 2 configuration error.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "control/config.h"
+#include "control/log.h"
+#include "dataplane/uring/uring_backend.h"
+#include "spdlog/spdlog.h"
+#include "turn/auth.h"
+#include "turnpike_version.h"
+
+namespace turnpike {
+namespace {
+
+int Fail(int code, std::string_view message) {
+  std::fprintf(stderr, "turnpiked: %.*s\n", static_cast<int>(message.size()), message.data());
+  return code;
+}
+
+// 32 hex characters from the kernel's CSPRNG.
+std::string RandomHexSecret() {
+  uint8_t bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return {};
+    }
+    got += static_cast<size_t>(n);
+  }
+  std::string out;
+  for (uint8_t b : bytes) out += absl::StrFormat("%02x", b);
+  return out;
+}
+
+bool HasCredentials(const ServerConfig& c) {
+  return !c.users.empty() || !c.static_auth_secrets.empty();
+}
+
+std::string ShellQuote(std::string_view s) {
+  std::string out = "'";
+  for (char ch : s) {
+    if (ch == '\'') {
+      out += "'\\''";
+    } else {
+      out += ch;
+    }
+  }
+  return out + "'";
+}
+
+// Tells the operator how to use the secret minted for a configuration without credentials.
+void PrintDevCredentials(const ServerConfig& config, const SocketAddress& server) {
+  const std::string& secret = config.static_auth_secrets.front();
+  const int64_t expiry = static_cast<int64_t>(std::time(nullptr)) + 24 * 3600;
+  const std::string username = absl::StrFormat("%d:dev", expiry);
+  const std::string password = turn::Authenticator::RestPassword(secret, username);
+  absl::PrintF(
+      "turnpiked: no credentials configured; generated a TURN REST API secret for this run only\n"
+      "  static-auth-secret: %s\n"
+      "  username:           %s   (valid 24 h)\n"
+      "  password:           %s\n"
+      "  realm:              %s\n"
+      "  try:  turnutils_uclient -u %s -w %s -p %d %s\n"
+      "  (set static-auth-secret, or user=NAME:PASSWORD with lt-cred-mech, to keep credentials)\n",
+      secret, username, password, config.realm, ShellQuote(username), ShellQuote(password),
+      server.port, server.ip.ToString());
+  std::fflush(stdout);
+}
+
+class PidFile {
+ public:
+  ~PidFile() {
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  absl::Status Write(const std::string& path) {
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::UnavailableError(
+          absl::StrFormat("cannot write pidfile %s: %s", path, strerror(errno)));
+    }
+    const std::string text = absl::StrFormat("%d\n", getpid());
+    const ssize_t n = write(fd, text.data(), text.size());
+    close(fd);
+    if (n != static_cast<ssize_t>(text.size())) {
+      unlink(path.c_str());
+      return absl::UnavailableError(absl::StrFormat("cannot write pidfile %s", path));
+    }
+    path_ = path;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+};
+
+int Main(int argc, char** argv) {
+  // Blocked before any thread exists so every thread inherits the mask and only the sigwait
+  // loop below ever sees these. SIGPIPE stays blocked for good (no stream sockets care yet).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<LoadedConfig> loaded = LoadConfig(argc, argv);
+  if (!loaded.ok()) return Fail(2, std::string(loaded.status().message()));
+  if (loaded->help) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  if (loaded->version) {
+    std::printf("turnpiked %s\n", TURNPIKE_VERSION);
+    return 0;
+  }
+  ServerConfig config = loaded->config;
+  if (config.backend == Backend::kDpdk) return Fail(2, "backend=dpdk is not built yet");
+
+  if (absl::Status s = SetupLogging(config); !s.ok()) return Fail(1, std::string(s.message()));
+  for (const std::string& warning : loaded->warnings) spdlog::warn("{}", warning);
+
+  bool minted_secret = false;
+  if (!config.no_auth && !HasCredentials(config)) {
+    const std::string secret = RandomHexSecret();
+    if (secret.empty()) return Fail(1, "cannot read random bytes for a generated secret");
+    config.use_auth_secret = true;
+    config.static_auth_secrets = {secret};
+    minted_secret = true;
+    spdlog::warn("no credentials configured: generated a static-auth-secret for this run");
+  }
+  if (config.no_auth) spdlog::warn("no-auth: this is an open relay, for tests only");
+
+  absl::StatusOr<std::unique_ptr<dataplane::UringBackend>> created =
+      dataplane::UringBackend::Create(config);
+  if (!created.ok()) {
+    const std::string message(created.status().message());
+    if (!config.log_file.empty()) spdlog::error("start-up failed: {}", message);
+    return Fail(1, message);
+  }
+  dataplane::UringBackend& backend = **created;
+
+  PidFile pidfile;
+  if (!config.pidfile.empty()) {
+    if (absl::Status s = pidfile.Write(config.pidfile); !s.ok()) {
+      return Fail(1, std::string(s.message()));
+    }
+  }
+  const std::vector<SocketAddress> listening = backend.listening_addresses();
+  if (minted_secret) PrintDevCredentials(backend.config(), listening.front());
+
+  backend.Start();
+  std::vector<std::string> listen_text, relay_text;
+  for (const SocketAddress& a : listening) listen_text.push_back(a.ToString());
+  for (const IpAddress& ip : backend.relay_ips()) relay_text.push_back(ip.ToString());
+  spdlog::info("turnpiked {} ready: listening {} relay {} ports {}-{} workers {} backend uring",
+               TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), absl::StrJoin(relay_text, ","),
+               config.min_port, config.max_port, backend.worker_count());
+
+  sigset_t wait_set = signals;
+  sigdelset(&wait_set, SIGPIPE);
+  for (;;) {
+    siginfo_t info;
+    const int sig = sigwaitinfo(&wait_set, &info);
+    if (sig < 0) continue;  // EINTR
+    if (sig == SIGHUP) {
+      ReopenLogFile();
+      spdlog::info("SIGHUP: log file reopened");
+      continue;
+    }
+    spdlog::info("{}: stopping, closing all allocations", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    break;
+  }
+  backend.Stop();
+  backend.Join();
+  spdlog::info("turnpiked stopped");
+  spdlog::default_logger()->flush();
+  return 0;
+}
+
+}  // namespace
+}  // namespace turnpike
+
+int main(int argc, char** argv) { return turnpike::Main(argc, argv); }

@@ -1,1 +1,283 @@
-// placeholder: being written
+// Start-up and lifecycle of the io_uring backend: resolves the addresses to serve, binds every
+// listening socket before any thread runs (so errors come back as one Status), builds one
+// UringWorker per thread, and starts, stops and joins them.
+#include "dataplane/uring/uring_backend.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/uring/uring_worker.h"
+#include "spdlog/spdlog.h"
+
+namespace turnpike::dataplane {
+namespace {
+
+bool IsLoopback(const IpAddress& ip) {
+  if (ip.is_v4()) return ip.bytes[0] == 127;
+  return ip == IpAddress::Loopback(AddressFamily::kIPv6);
+}
+
+bool IsV6LinkLocal(const IpAddress& ip) {
+  return ip.is_v6() && ip.bytes[0] == 0xfe && (ip.bytes[1] & 0xc0) == 0x80;
+}
+
+// Every usable address of this host, like coturn does when no listening-ip is given. IPv6
+// link-local addresses are skipped: they need a scope id that SocketAddress does not carry.
+absl::StatusOr<std::vector<IpAddress>> LocalAddresses() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    return absl::UnavailableError(absl::StrFormat("getifaddrs: %s", strerror(errno)));
+  }
+  std::vector<IpAddress> out;
+  for (ifaddrs* ifa = list; ifa != nullptr; ifa = ifa->ifa_next) {
+    if (ifa->ifa_addr == nullptr || (ifa->ifa_flags & IFF_UP) == 0) continue;
+    const int family = ifa->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    const IpAddress ip = SocketAddress::FromSockaddr(ifa->ifa_addr).ip;
+    if (ip.IsUnspecified() || IsV6LinkLocal(ip)) continue;
+    if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+  }
+  freeifaddrs(list);
+  if (out.empty()) return absl::UnavailableError("no local IP address found (getifaddrs)");
+  return out;
+}
+
+// Relay addresses default to the listening ones, except that loopback is only used for a family
+// with nothing else: a relay address on 127.0.0.1 is useless to any remote client.
+std::vector<IpAddress> DefaultRelayIps(const std::vector<IpAddress>& listening) {
+  std::vector<IpAddress> out;
+  for (const IpAddress& ip : listening) {
+    if (!IsLoopback(ip)) out.push_back(ip);
+  }
+  for (const IpAddress& ip : listening) {
+    if (!IsLoopback(ip)) continue;
+    const bool family_covered = std::any_of(out.begin(), out.end(), [&](const IpAddress& o) {
+      return o.family == ip.family && !IsLoopback(o);
+    });
+    if (!family_covered) out.push_back(ip);
+  }
+  return out;
+}
+
+std::string BindError(const SocketAddress& addr, int err, std::string_view what) {
+  switch (err) {
+    case EADDRINUSE:
+      return absl::StrFormat(
+          "port %d is in use on %s (another TURN server running? stop it or change %s)",
+          addr.port, addr.ip.ToString(), what == "relay-ip" ? "min-port/max-port" : "listening-port");
+    case EACCES:
+    case EPERM:
+      return absl::StrFormat(
+          "no permission to bind %s (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+          addr.ToString());
+    case EADDRNOTAVAIL:
+      return absl::StrFormat("%s is not an address of this host (check %s)", addr.ip.ToString(),
+                             what);
+    default:
+      return absl::StrFormat("cannot bind %s: %s", addr.ToString(), strerror(err));
+  }
+}
+
+// A UDP socket bound to `addr`. `reuseport` joins the address's SO_REUSEPORT group, in which the
+// kernel hashes each client 5-tuple to one socket, i.e. one worker.
+absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::string_view what) {
+  const int domain = addr.ip.is_v4() ? AF_INET : AF_INET6;
+  const int fd = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrFormat("socket: %s", strerror(errno)));
+  }
+  const int on = 1;
+  if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::UnavailableError(absl::StrFormat("SO_REUSEPORT: %s", strerror(err)));
+  }
+  sockaddr_storage ss;
+  const socklen_t len = addr.ToSockaddr(&ss);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == EADDRINUSE) return absl::AlreadyExistsError(BindError(addr, err, what));
+    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(BindError(addr, err, what));
+    return absl::UnavailableError(BindError(addr, err, what));
+  }
+  return fd;
+}
+
+uint16_t BoundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  return SocketAddress::FromSockaddr(reinterpret_cast<const sockaddr*>(&ss)).port;
+}
+
+// Multishot recvmsg (IORING_RECV_MULTISHOT on RECVMSG) arrived in Linux 6.0.
+absl::Status CheckKernel() {
+  utsname u{};
+  if (uname(&u) != 0) return absl::OkStatus();
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return absl::OkStatus();
+  if (major < 6) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "backend=uring needs Linux 6.0 or newer for multishot recvmsg (this is %s)", u.release));
+  }
+  return absl::OkStatus();
+}
+
+// Every relay socket is a file descriptor: make sure the limit allows max-allocations of them.
+void RaiseFileLimit(uint64_t needed) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
+    rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY) ? needed : std::min<rlim_t>(rl.rlim_max, needed);
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
+    spdlog::warn(
+        "open-file limit is {} but max-allocations may need {} sockets; allocations past the "
+        "limit will fail (raise LimitNOFILE / ulimit -n)",
+        static_cast<uint64_t>(rl.rlim_cur), needed);
+  }
+}
+
+}  // namespace
+
+UringBackend::UringBackend() = default;
+
+UringBackend::~UringBackend() {
+  Stop();
+  Join();
+}
+
+absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerConfig& config,
+                                                                   const UringLimits& limits) {
+  if (absl::Status s = CheckKernel(); !s.ok()) return s;
+  std::unique_ptr<UringBackend> backend(new UringBackend());
+  ServerConfig& cfg = backend->config_;
+  cfg = config;
+
+  bool auto_listen = false;
+  if (cfg.listening_ips.empty()) {
+    absl::StatusOr<std::vector<IpAddress>> local = LocalAddresses();
+    if (!local.ok()) return local.status();
+    cfg.listening_ips = *std::move(local);
+    auto_listen = true;
+  }
+  for (const IpAddress& ip : cfg.listening_ips) {
+    if (ip.IsUnspecified()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "listening-ip %s: wildcard addresses are not supported by backend=uring; list the "
+          "addresses or leave listening-ip unset to use every local address",
+          ip.ToString()));
+    }
+  }
+  if (cfg.relay_ips.empty()) cfg.relay_ips = DefaultRelayIps(cfg.listening_ips);
+  if (cfg.min_port > cfg.max_port) {
+    return absl::InvalidArgumentError("min-port is larger than max-port");
+  }
+
+  const uint32_t workers =
+      cfg.worker_threads > 0 ? cfg.worker_threads
+                             : std::max(1u, std::thread::hardware_concurrency());
+  const uint32_t per_worker = std::max<uint32_t>(1, (cfg.max_allocations + workers - 1) / workers);
+  RaiseFileLimit(uint64_t{per_worker} * workers * 2 +
+                 uint64_t{workers} * (cfg.listening_ips.size() + 4) + 64);
+
+  // Pick the port with a probe socket outside the SO_REUSEPORT group. A plain bind fails when
+  // anyone holds the port, even another process with SO_REUSEPORT that our group would
+  // otherwise silently share traffic with. It also lets listening_port 0 pick a free port.
+  std::vector<IpAddress> usable;
+  for (const IpAddress& ip : cfg.listening_ips) {
+    absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, cfg.listening_port}, false,
+                                        "listening-ip");
+    if (!probe.ok()) {
+      // An auto-detected address may vanish or still be tentative (IPv6 DAD): skip it.
+      if (auto_listen && !absl::IsAlreadyExists(probe.status()) &&
+          !absl::IsPermissionDenied(probe.status())) {
+        spdlog::warn("not listening on {}: {}", ip.ToString(), std::string(probe.status().message()));
+        continue;
+      }
+      return probe.status();
+    }
+    if (cfg.listening_port == 0) cfg.listening_port = BoundPort(*probe);
+    close(*probe);
+    usable.push_back(ip);
+  }
+  if (usable.empty()) return absl::UnavailableError("no usable listening address");
+  cfg.listening_ips = usable;
+
+  // A relay IP that is not on this host would fail every Allocate with 508; say so now.
+  for (const IpAddress& ip : cfg.relay_ips) {
+    absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, 0}, false, "relay-ip");
+    if (!probe.ok()) return probe.status();
+    close(*probe);
+  }
+
+  backend->node_ = std::make_unique<turn::NodeState>(cfg);
+  for (uint32_t w = 0; w < workers; ++w) {
+    auto worker = std::make_unique<UringWorker>(w, limits, &backend->stop_);
+    if (absl::Status s = worker->Init(); !s.ok()) return s;
+    for (const IpAddress& ip : cfg.listening_ips) {
+      const SocketAddress addr{ip, cfg.listening_port};
+      absl::StatusOr<int> fd = BindUdp(addr, /*reuseport=*/true, "listening-ip");
+      if (!fd.ok()) return fd.status();
+      worker->AddListener(*fd, addr);
+    }
+    turn::EngineOptions options;
+    options.worker_index = w;
+    options.max_allocations = per_worker;
+    worker->CreateEngine(backend->config_, options, backend->node_.get());
+    backend->workers_.push_back(std::move(worker));
+  }
+  return backend;
+}
+
+void UringBackend::Start() {
+  if (!threads_.empty()) return;
+  for (auto& worker : workers_) {
+    UringWorker* w = worker.get();
+    threads_.emplace_back([w] { w->Run(); });
+  }
+}
+
+void UringBackend::Stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  for (auto& worker : workers_) worker->Wake();
+}
+
+void UringBackend::Join() {
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+std::vector<SocketAddress> UringBackend::listening_addresses() const {
+  std::vector<SocketAddress> out;
+  for (const IpAddress& ip : config_.listening_ips) {
+    out.push_back(SocketAddress{ip, config_.listening_port});
+  }
+  return out;
+}
+
+const turn::EngineCounters& UringBackend::engine_counters(size_t worker) const {
+  return workers_[worker]->engine_counters();
+}
+
+const UringCounters& UringBackend::io_counters(size_t worker) const {
+  return workers_[worker]->counters();
+}
+
+}  // namespace turnpike::dataplane

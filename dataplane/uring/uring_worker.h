@@ -1,0 +1,125 @@
+// One io_uring data-plane worker: a thread that owns a ring, a provided-buffer ring for receive,
+// a TX slot pool, its listening sockets (one per listening IP, in the SO_REUSEPORT group of that
+// address), the relay sockets its engine opens, and that engine. Nothing here is touched by
+// another thread except the counters (read-only, stale reads accepted) and the wake eventfd.
+//
+// Loop: submit + wait (one io_uring_enter, bounded by the next 100 ms tick) -> SetNow once ->
+// for each CQE: recv -> engine -> TxBatch, send completion -> free slot -> copy TxBatch into TX
+// slots as SENDMSG SQEs -> return receive buffers to the ring -> Tick when due.
+#pragma once
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dataplane/uring/uring_backend.h"
+#include "turn/config.h"
+#include "turn/engine.h"
+
+namespace turnpike::dataplane {
+
+class alignas(64) UringWorker final : public turn::RelayTransport {
+ public:
+  UringWorker(uint32_t index, const UringLimits& limits, const std::atomic<bool>* stop);
+  ~UringWorker() override;
+  UringWorker(const UringWorker&) = delete;
+  UringWorker& operator=(const UringWorker&) = delete;
+
+  // Creates the ring, buffer ring, TX pool and wake eventfd. Control path, before Run().
+  absl::Status Init();
+  // Takes ownership of a bound listening socket. Its SocketId is its position.
+  void AddListener(int fd, const SocketAddress& local);
+  // Creates this worker's engine. `config` and `node` must outlive the worker.
+  void CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
+                    turn::NodeState* node);
+
+  // The thread body: runs until *stop is set and Wake() called (or the next tick), then closes
+  // every allocation and releases all I/O resources.
+  void Run();
+  // Thread-safe: makes a blocked Run() look at the stop flag now.
+  void Wake();
+
+  const turn::EngineCounters& engine_counters() const { return engine_->counters(); }
+  const UringCounters& counters() const { return counters_; }
+
+  // turn::RelayTransport, called by the engine on this worker's thread.
+  absl::StatusOr<turn::SocketId> OpenRelay(const SocketAddress& address, uint32_t tag) override;
+  void CloseRelay(turn::SocketId socket) override;
+
+ private:
+  struct Listener {
+    int fd = -1;
+    SocketAddress local;
+    bool armed = false;
+  };
+  struct Relay {
+    int fd = -1;
+    uint32_t tag = 0;
+    uint32_t gen = 0;  // bumped on close so late CQEs and stale SocketIds are recognised
+    bool armed = false;
+  };
+  struct TxSlot {
+    msghdr msg;
+    iovec iov;
+    sockaddr_storage addr;
+  };
+
+  io_uring_sqe* GetSqe();
+  void ArmListener(uint32_t index);
+  void ArmRelay(uint32_t index);
+  void ArmWake();
+  void RetryArms();
+  void HandleCqe(const io_uring_cqe* cqe);
+  void HandleRecv(const io_uring_cqe* cqe, bool listener, uint32_t index);
+  void HandleTxDone(const io_uring_cqe* cqe, uint32_t slot);
+  int FdFor(turn::SocketId socket) const;
+  void FlushTx();
+  void RecycleBuffers();
+  void Shutdown();
+  uint8_t* RxBuffer(uint16_t bid) const {
+    return rx_mem_ + static_cast<size_t>(bid) * limits_.rx_buffer_size;
+  }
+  uint8_t* TxBuffer(uint32_t slot) const {
+    return tx_mem_ + static_cast<size_t>(slot) * limits_.tx_slot_size;
+  }
+
+  const uint32_t index_;
+  const UringLimits limits_;
+  const std::atomic<bool>* stop_;
+
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  io_uring_buf_ring* buf_ring_ = nullptr;
+  size_t buf_ring_bytes_ = 0;
+  bool buf_ring_registered_ = false;
+  uint8_t* rx_mem_ = nullptr;
+  size_t rx_mem_bytes_ = 0;
+  msghdr recv_msg_{};  // template for multishot recvmsg: name space only, no control data
+  std::vector<uint16_t> pending_bids_;  // received buffers to give back after the next flush
+
+  uint8_t* tx_mem_ = nullptr;
+  size_t tx_mem_bytes_ = 0;
+  std::vector<TxSlot> tx_slots_;
+  std::vector<uint32_t> free_tx_;
+  std::unique_ptr<turn::TxBatch> tx_;
+
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+  bool wake_armed_ = false;
+  bool rearm_needed_ = false;  // an arm failed for want of an SQE; retried each iteration
+
+  std::vector<Listener> listeners_;
+  std::vector<Relay> relays_;
+  std::vector<uint32_t> free_relays_;
+
+  std::unique_ptr<turn::Engine> engine_;
+  UringCounters counters_;
+};
+
+}  // namespace turnpike::dataplane
