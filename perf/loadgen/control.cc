@@ -1,0 +1,342 @@
+#include "perf/loadgen/control.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace turnpike::loadgen {
+namespace {
+
+using stun::MessageBuilder;
+using stun::MessageClass;
+using stun::MessageView;
+using stun::Method;
+namespace attr = stun::attr;
+
+constexpr uint32_t kTransportUdp = 17;  // REQUESTED-TRANSPORT protocol number (RFC 8656 18.7)
+constexpr int kMaxNonceRetries = 3;
+constexpr int64_t kRm = 16;  // RFC 8489 6.2.1: wait Rm * RTO after the last transmission
+
+std::mt19937_64& Rng() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return rng;
+}
+
+void SetBuffers(int fd, int bytes) {
+  // Root can go past net.core.[rw]mem_max with the FORCE variants; fall back otherwise.
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) != 0) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+  }
+}
+
+absl::StatusOr<int> UdpSocket(AddressFamily family, int buf) {
+  int fd = socket(family == AddressFamily::kIPv4 ? AF_INET : AF_INET6,
+                  SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("socket: ", strerror(errno), " (raise ulimit -n?)"));
+  }
+  SetBuffers(fd, buf);
+  return fd;
+}
+
+struct Engine {
+  std::vector<Allocation>& allocs;
+  const Options& opt;
+  ControlStats stats;
+  int epfd = -1;
+  int in_flight = 0;
+
+  void Finish(Allocation& a, bool ok, int code) {
+    --in_flight;
+    if (ok) {
+      a.step = Step::kDone;
+      ++stats.ok;
+    } else {
+      a.step = Step::kFailed;
+      a.error_code = code;
+      ++stats.failed;
+      ++stats.error_codes[code];
+      if (code == -1) ++stats.timeouts;
+    }
+  }
+
+  // Builds the request for a.step with a fresh transaction ID and sends it.
+  void Start(Allocation& a) {
+    for (size_t i = 0; i < a.txid.size(); i += 8) {
+      uint64_t r = Rng()();
+      memcpy(a.txid.data() + i, &r, std::min<size_t>(8, a.txid.size() - i));
+    }
+    Method method = Method::kAllocate;
+    if (a.step == Step::kChannelBind) method = Method::kChannelBind;
+    if (a.step == Step::kRefreshZero) method = Method::kRefresh;
+    MessageBuilder b(a.request, method, MessageClass::kRequest, a.txid.data());
+    switch (a.step) {
+      case Step::kAllocateProbe:
+      case Step::kAllocate:
+        b.AddU32(attr::kRequestedTransport, kTransportUdp << 24);
+        break;
+      case Step::kChannelBind:
+        b.AddU32(attr::kChannelNumber, static_cast<uint32_t>(a.channel) << 16);
+        b.AddXorAddress(attr::kXorPeerAddress, a.peer_local);
+        break;
+      case Step::kRefreshZero:
+        b.AddU32(attr::kLifetime, 0);
+        break;
+      default:
+        break;
+    }
+    if (a.step != Step::kAllocateProbe) {
+      b.AddString(attr::kUsername, a.username);
+      b.AddString(attr::kRealm, a.realm);
+      b.AddString(attr::kNonce, a.nonce);
+      b.AddMessageIntegrity(a.key);
+    }
+    b.AddFingerprint();
+    if (!b.ok()) {
+      Finish(a, false, -2);
+      return;
+    }
+    a.request_len = b.size();
+    a.transmissions = 0;
+    a.rto_ns = int64_t{opt.rto_ms} * 1000000;
+    Transmit(a, MonotonicNs());
+  }
+
+  void Transmit(Allocation& a, int64_t now) {
+    ++a.transmissions;
+    // A failed send (ENOBUFS, ECONNREFUSED from an earlier ICMP) is left to the retransmission
+    // timer, like a lost datagram.
+    (void)send(a.client_fd, a.request.data(), a.request_len, MSG_DONTWAIT);
+    a.deadline_ns =
+        now +
+        (a.transmissions >= opt.max_transmissions ? kRm * int64_t{opt.rto_ms} * 1000000 : a.rto_ns);
+    a.rto_ns *= 2;
+  }
+
+  void OnTimeout(Allocation& a, int64_t now) {
+    if (a.transmissions >= opt.max_transmissions) {
+      Finish(a, false, -1);
+      return;
+    }
+    ++stats.retransmits;
+    Transmit(a, now);
+  }
+
+  void OnMessage(Allocation& a, std::span<const uint8_t> data) {
+    if (a.step == Step::kDone || a.step == Step::kFailed || a.step == Step::kIdle) return;
+    if (!stun::LooksLikeStun(data)) return;  // ChannelData left over from traffic
+    stun::ParseError err;
+    auto view = MessageView::Parse(data, &err);
+    if (!view) return;
+    if (memcmp(view->transaction_id(), a.txid.data(), a.txid.size()) != 0) return;
+    MessageClass cls = view->message_class();
+    if (cls == MessageClass::kSuccessResponse) {
+      if (a.have_key && view->HasMessageIntegrity() && !view->CheckMessageIntegrity(a.key)) {
+        // RFC 8489 9.2.4: discard as if never received; the retransmission timer runs on.
+        ++stats.integrity_failures;
+        return;
+      }
+      switch (a.step) {
+        case Step::kAllocateProbe:  // a server without authentication
+        case Step::kAllocate: {
+          auto relayed = view->FindXorAddress(attr::kXorRelayedAddress);
+          if (!relayed) {
+            Finish(a, false, -2);
+            return;
+          }
+          a.relayed = *relayed;
+          if (auto m = view->FindXorAddress(attr::kXorMappedAddress)) a.mapped = *m;
+          a.step = Step::kChannelBind;
+          Start(a);
+          return;
+        }
+        case Step::kChannelBind:
+          a.ready = true;
+          Finish(a, true, 0);
+          return;
+        case Step::kRefreshZero:
+          a.ready = false;
+          Finish(a, true, 0);
+          return;
+        default:
+          return;
+      }
+    }
+    if (cls != MessageClass::kErrorResponse) return;
+    std::string_view reason;
+    int code = view->FindErrorCode(&reason).value_or(-2);
+    bool probe_401 = code == 401 && a.step == Step::kAllocateProbe;
+    bool stale = code == 438 && a.nonce_retries < kMaxNonceRetries;  // RFC 8489 9.2.5
+    if (probe_401 || stale) {
+      auto realm = view->FindString(attr::kRealm);
+      auto nonce = view->FindString(attr::kNonce);
+      if (!nonce || (!realm && a.realm.empty())) {
+        Finish(a, false, code);
+        return;
+      }
+      if (stale) ++a.nonce_retries;
+      if (realm) a.realm = *realm;
+      a.nonce = *nonce;
+      a.key = stun::LongTermKeyMd5(a.username, a.realm, a.password);
+      a.have_key = true;
+      if (a.step == Step::kAllocateProbe) a.step = Step::kAllocate;
+      Start(a);
+      return;
+    }
+    Finish(a, false, code);
+  }
+
+  void Run(const std::vector<int>& order, Step first) {
+    int64_t t0 = MonotonicNs();
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    for (int i : order) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u32 = static_cast<uint32_t>(i);
+      epoll_ctl(epfd, EPOLL_CTL_ADD, allocs[i].client_fd, &ev);
+    }
+    size_t next = 0;
+    std::vector<epoll_event> events(256);
+    std::array<uint8_t, 2048> buf;
+    std::vector<int> active;
+    while (true) {
+      while (in_flight < opt.setup_window && next < order.size()) {
+        Allocation& a = allocs[order[next++]];
+        a.step = first;
+        a.nonce_retries = 0;
+        ++in_flight;
+        active.push_back(a.index);
+        Start(a);
+      }
+      // Drop finished transactions from the active list and find the nearest deadline.
+      int64_t now = MonotonicNs();
+      int64_t nearest = now + 1000000000;
+      size_t w = 0;
+      for (int i : active) {
+        Allocation& a = allocs[i];
+        if (a.step == Step::kDone || a.step == Step::kFailed) continue;
+        if (a.deadline_ns <= now) OnTimeout(a, now);
+        if (a.step == Step::kDone || a.step == Step::kFailed) continue;
+        nearest = std::min(nearest, a.deadline_ns);
+        active[w++] = i;
+      }
+      active.resize(w);
+      if (active.empty() && next >= order.size()) break;
+      if (active.empty()) continue;
+      int timeout_ms = static_cast<int>((std::max<int64_t>(nearest - now, 0) + 999999) / 1000000);
+      int n = epoll_wait(epfd, events.data(), static_cast<int>(events.size()), timeout_ms);
+      for (int e = 0; e < n; ++e) {
+        Allocation& a = allocs[events[e].data.u32];
+        while (true) {
+          ssize_t len = recv(a.client_fd, buf.data(), buf.size(), MSG_DONTWAIT);
+          if (len < 0) {
+            if (errno == EINTR) continue;
+            break;  // EAGAIN, or ECONNREFUSED from an ICMP error: the timer handles it
+          }
+          OnMessage(a, std::span<const uint8_t>(buf.data(), static_cast<size_t>(len)));
+        }
+      }
+    }
+    close(epfd);
+    stats.seconds = static_cast<double>(MonotonicNs() - t0) / 1e9;
+  }
+};
+
+}  // namespace
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+std::string RestPassword(std::string_view secret, std::string_view username) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha1(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(username.data()), username.size(), mac, &mac_len);
+  std::string out(4 * ((mac_len + 2) / 3) + 1, '\0');
+  int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac, static_cast<int>(mac_len));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+absl::StatusOr<std::vector<Allocation>> CreateAllocations(const Options& opt) {
+  std::vector<Allocation> allocs(static_cast<size_t>(opt.allocations));
+  // REST usernames are "<expiry unix time>:<name>"; a day is far more than any run.
+  long expiry = static_cast<long>(time(nullptr)) + 86400;
+  sockaddr_storage ss;
+  for (int i = 0; i < opt.allocations; ++i) {
+    Allocation& a = allocs[i];
+    a.index = i;
+    if (!opt.secret.empty()) {
+      a.username = absl::StrFormat("%d:loadgen%d", expiry, i);
+      a.password = RestPassword(opt.secret, a.username);
+    } else {
+      a.username = opt.user;
+      a.password = opt.password;
+    }
+    a.realm = opt.realm;
+    auto cfd = UdpSocket(opt.server.family(), opt.sock_buf);
+    if (!cfd.ok()) return cfd.status();
+    a.client_fd = *cfd;
+    socklen_t len = opt.server.ToSockaddr(&ss);
+    if (connect(a.client_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("connect ", opt.server.ToString(), ": ", strerror(errno)));
+    }
+    auto pfd = UdpSocket(opt.peer_ip.family, opt.sock_buf);
+    if (!pfd.ok()) return pfd.status();
+    a.peer_fd = *pfd;
+    SocketAddress bind_addr{opt.peer_ip, 0};
+    len = bind_addr.ToSockaddr(&ss);
+    if (bind(a.peer_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("bind ", bind_addr.ToString(), ": ", strerror(errno)));
+    }
+    len = sizeof(ss);
+    getsockname(a.peer_fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    a.peer_local = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
+    // Channel numbers are per allocation (RFC 8656 12); spread them anyway so a server that
+    // mixed allocations up would be caught by the receivers' checks.
+    a.channel = static_cast<uint16_t>(stun::kMinChannel + (i % 0x1000));
+  }
+  return allocs;
+}
+
+ControlStats RunSetup(std::vector<Allocation>& allocs, const Options& opt) {
+  Engine engine{allocs, opt, {}};
+  std::vector<int> order;
+  for (auto& a : allocs) order.push_back(a.index);
+  engine.Run(order, Step::kAllocateProbe);
+  return engine.stats;
+}
+
+ControlStats RunTeardown(std::vector<Allocation>& allocs, const Options& opt) {
+  Engine engine{allocs, opt, {}};
+  std::vector<int> order;
+  for (auto& a : allocs) {
+    if (a.ready) order.push_back(a.index);
+  }
+  engine.Run(order, Step::kRefreshZero);
+  return engine.stats;
+}
+
+}  // namespace turnpike::loadgen
