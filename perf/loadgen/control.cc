@@ -55,6 +55,20 @@ absl::StatusOr<int> UdpSocket(AddressFamily family, int buf) {
   return fd;
 }
 
+// A UDP socket connected to the server; the kernel picks the source port.
+absl::StatusOr<int> ClientSocket(const Options& opt) {
+  auto fd = UdpSocket(opt.server.family(), opt.sock_buf);
+  if (!fd.ok()) return fd.status();
+  sockaddr_storage ss;
+  socklen_t len = opt.server.ToSockaddr(&ss);
+  if (connect(*fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    close(*fd);
+    return absl::UnavailableError(
+        absl::StrCat("connect ", opt.server.ToString(), ": ", strerror(errno)));
+  }
+  return *fd;
+}
+
 struct Engine {
   std::vector<Allocation>& allocs;
   const Options& opt;
@@ -183,6 +197,16 @@ struct Engine {
     int code = view->FindErrorCode(&reason).value_or(-2);
     bool probe_401 = code == 401 && a.step == Step::kAllocateProbe;
     bool stale = code == 438 && a.nonce_retries < kMaxNonceRetries;  // RFC 8489 9.2.5
+    if (code == 437 && (a.step == Step::kAllocateProbe || a.step == Step::kAllocate) &&
+        a.reopen_retries < kMaxNonceRetries && Reopen(a)) {
+      // RFC 8656 7.2: the server still holds an allocation on this 5-tuple, typically one a
+      // previous run released with Refresh(0) on the same ephemeral port moments ago. Take a
+      // new source port and start over.
+      ++stats.reopened;
+      a.step = Step::kAllocateProbe;
+      Start(a);
+      return;
+    }
     if (probe_401 || stale) {
       auto realm = view->FindString(attr::kRealm);
       auto nonce = view->FindString(attr::kNonce);
@@ -200,6 +224,19 @@ struct Engine {
       return;
     }
     Finish(a, false, code);
+  }
+
+  bool Reopen(Allocation& a) {
+    auto fd = ClientSocket(opt);
+    if (!fd.ok()) return false;
+    ++a.reopen_retries;
+    close(a.client_fd);  // also leaves the epoll set
+    a.client_fd = *fd;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = static_cast<uint32_t>(a.index);
+    epoll_ctl(epfd, EPOLL_CTL_ADD, a.client_fd, &ev);
+    return true;
   }
 
   void Run(const std::vector<int>& order, Step first) {
@@ -220,6 +257,7 @@ struct Engine {
         Allocation& a = allocs[order[next++]];
         a.step = first;
         a.nonce_retries = 0;
+        a.reopen_retries = 0;
         ++in_flight;
         active.push_back(a.index);
         Start(a);
@@ -294,19 +332,14 @@ absl::StatusOr<std::vector<Allocation>> CreateAllocations(const Options& opt) {
       a.password = opt.password;
     }
     a.realm = opt.realm;
-    auto cfd = UdpSocket(opt.server.family(), opt.sock_buf);
+    auto cfd = ClientSocket(opt);
     if (!cfd.ok()) return cfd.status();
     a.client_fd = *cfd;
-    socklen_t len = opt.server.ToSockaddr(&ss);
-    if (connect(a.client_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-      return absl::UnavailableError(
-          absl::StrCat("connect ", opt.server.ToString(), ": ", strerror(errno)));
-    }
     auto pfd = UdpSocket(opt.peer_ip.family, opt.sock_buf);
     if (!pfd.ok()) return pfd.status();
     a.peer_fd = *pfd;
     SocketAddress bind_addr{opt.peer_ip, 0};
-    len = bind_addr.ToSockaddr(&ss);
+    socklen_t len = bind_addr.ToSockaddr(&ss);
     if (bind(a.peer_fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
       return absl::UnavailableError(
           absl::StrCat("bind ", bind_addr.ToString(), ": ", strerror(errno)));

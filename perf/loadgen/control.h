@@ -51,6 +51,7 @@ struct Allocation {
   int64_t rto_ns = 0;
   int transmissions = 0;
   int nonce_retries = 0;
+  int reopen_retries = 0;
   int error_code = 0;  // last failure: STUN error code, or -1 timeout, -2 malformed
 };
 
@@ -60,6 +61,7 @@ struct ControlStats {
   int timeouts = 0;
   int retransmits = 0;
   int integrity_failures = 0;  // responses whose MESSAGE-INTEGRITY did not check; dropped
+  int reopened = 0;            // 437 on Allocate: retried from a new source port
   std::map<int, int> error_codes;
   double seconds = 0;
 };

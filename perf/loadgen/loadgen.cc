@@ -43,6 +43,34 @@ std::optional<double> ProcessCpuSeconds(int pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Per-CPU busy and softirq seconds from /proc/stat; index 0 is the "cpu" total line. Softirq
+// time matters on loopback: part of the receive path runs there, charged to no process.
+struct CpuSample {
+  std::vector<double> busy;
+  std::vector<double> softirq;
+  std::vector<double> total;
+};
+
+CpuSample SystemCpu() {
+  CpuSample s;
+  std::ifstream in("/proc/stat");
+  std::string line;
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  while (std::getline(in, line)) {
+    if (line.rfind("cpu", 0) != 0) break;
+    std::istringstream f(line);
+    std::string name;
+    unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                       steal = 0;
+    f >> name >> user >> nice >> sys >> idle >> iowait >> irq >> softirq >> steal;
+    double busy = static_cast<double>(user + nice + sys + irq + softirq + steal) / hz;
+    s.busy.push_back(busy);
+    s.softirq.push_back(static_cast<double>(softirq) / hz);
+    s.total.push_back(busy + static_cast<double>(idle + iowait) / hz);
+  }
+  return s;
+}
+
 double SelfCpuSeconds() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -108,9 +136,10 @@ int Main(int argc, char** argv) {
   ControlStats setup = RunSetup(allocs, o);
   printf(
       "setup: %d/%d allocations ready in %.3f s (%.0f allocations/s), failed=%d "
-      "[%s], retransmits=%d, integrity_failures=%d\n",
+      "[%s], retransmits=%d, integrity_failures=%d, reopened_after_437=%d\n",
       setup.ok, o.allocations, setup.seconds, setup.seconds > 0 ? setup.ok / setup.seconds : 0.0,
-      setup.failed, ErrorCodes(setup).c_str(), setup.retransmits, setup.integrity_failures);
+      setup.failed, ErrorCodes(setup).c_str(), setup.retransmits, setup.integrity_failures,
+      setup.reopened);
   if (!o.realm.empty()) {
     for (const auto& a : allocs) {
       if (a.have_key && a.realm != o.realm) {
@@ -151,9 +180,11 @@ int Main(int argc, char** argv) {
   SleepUntil(tl.window_start_ns);
   self_cpu0 = SelfCpuSeconds();
   if (o.server_pid > 0) server_cpu0 = ProcessCpuSeconds(o.server_pid);
+  CpuSample sys0 = SystemCpu();
   SleepUntil(tl.window_end_ns);
   self_cpu1 = SelfCpuSeconds();
   if (o.server_pid > 0) server_cpu1 = ProcessCpuSeconds(o.server_pid);
+  CpuSample sys1 = SystemCpu();
   runner.join();
 
   const double window = o.duration;
@@ -205,6 +236,25 @@ int Main(int argc, char** argv) {
     printf("server: could not read /proc/%d/stat\n", o.server_pid);
   }
 
+  // Everything else the machine did in the window: other processes (a shared box), softirq
+  // work in ksoftirqd. Big numbers here mean the figures above are not clean.
+  double other_cpu = 0;
+  if (sys0.busy.size() == sys1.busy.size() && !sys0.busy.empty()) {
+    std::string per_cpu_line;
+    for (size_t i = 1; i < sys0.busy.size(); ++i) {
+      double span = sys1.total[i] - sys0.total[i];
+      if (span <= 0) continue;
+      per_cpu_line += absl::StrFormat(" cpu%d busy %.0f%% (softirq %.0f%%)", i - 1,
+                                      100 * (sys1.busy[i] - sys0.busy[i]) / span,
+                                      100 * (sys1.softirq[i] - sys0.softirq[i]) / span);
+    }
+    double busy = sys1.busy[0] - sys0.busy[0];
+    double server = server_cpu0 && server_cpu1 ? *server_cpu1 - *server_cpu0 : 0;
+    other_cpu = std::max(0.0, busy - gen_cpu - server);
+    printf("system:%s; other CPU (not generator%s) %.2f s\n", per_cpu_line.c_str(),
+           server_cpu0 ? ", not server" : "", other_cpu);
+  }
+
   int torn_down = 0, teardown_failed = 0;
   std::string teardown_errors = "none";
   if (o.teardown) {
@@ -223,11 +273,11 @@ int Main(int argc, char** argv) {
   printf(
       "RESULT offered_pps=%.0f delivered_pps=%.0f loss_pct=%.3f p50_us=%.1f p99_us=%.1f "
       "server_cpu_s=%s pkts_per_server_cpu_s=%s gen_cpu_s=%.2f allocations_ready=%d "
-      "c2p_p50_us=%.1f c2p_p99_us=%.1f p2c_p50_us=%.1f p2c_p99_us=%.1f\n",
+      "c2p_p50_us=%.1f c2p_p99_us=%.1f p2c_p50_us=%.1f p2c_p99_us=%.1f other_cpu_s=%.2f\n",
       offered_pps, delivered_pps, loss_pct, p50, p99, server_cpu_s.c_str(), per_cpu.c_str(),
       gen_cpu, setup.ok, traffic.c2p.latency.Quantile(0.5) / 1e3,
       traffic.c2p.latency.Quantile(0.99) / 1e3, traffic.p2c.latency.Quantile(0.5) / 1e3,
-      traffic.p2c.latency.Quantile(0.99) / 1e3);
+      traffic.p2c.latency.Quantile(0.99) / 1e3, other_cpu);
   if (o.json) {
     auto js = [](const std::string& v) { return v == "na" ? std::string("null") : v; };
     printf(
@@ -236,12 +286,13 @@ int Main(int argc, char** argv) {
         "\"p2c_p50_us\":%.1f,\"p2c_p99_us\":%.1f,\"server_cpu_s\":%s,"
         "\"pkts_per_server_cpu_s\":%s,\"gen_cpu_s\":%.2f,\"allocations\":%d,"
         "\"allocations_ready\":%d,\"setup_s\":%.3f,\"setup_failed\":%d,"
-        "\"teardown_ok\":%d,\"teardown_failed\":%d,\"size\":%d,\"duration_s\":%.1f}\n",
+        "\"other_cpu_s\":%.2f,\"teardown_ok\":%d,\"teardown_failed\":%d,\"size\":%d,\"duration_s\":"
+        "%.1f}\n",
         o.rate, offered_pps, delivered_pps, loss_pct, p50, p99,
         traffic.c2p.latency.Quantile(0.5) / 1e3, traffic.c2p.latency.Quantile(0.99) / 1e3,
         traffic.p2c.latency.Quantile(0.5) / 1e3, traffic.p2c.latency.Quantile(0.99) / 1e3,
         js(server_cpu_s).c_str(), js(per_cpu).c_str(), gen_cpu, o.allocations, setup.ok,
-        setup.seconds, setup.failed, torn_down, teardown_failed, o.size, o.duration);
+        setup.seconds, setup.failed, other_cpu, torn_down, teardown_failed, o.size, o.duration);
   }
   fflush(stdout);
   return setup.ok == o.allocations ? 0 : 3;
