@@ -196,14 +196,15 @@ int Main(int argc, char** argv) {
     printf(
         "%s: offered %.0f pkt/s, delivered %.0f pkt/s, loss %.3f%%, one-way latency "
         "p50 %.1f us p99 %.1f us max %.1f us (%llu sent, %llu received in window; "
-        "send_errors=%llu misrouted=%llu malformed=%llu)\n",
+        "send_errors=%llu misrouted=%llu malformed=%llu silent_allocations=%llu)\n",
         name, d.sent_window / window, d.received_window / window, loss,
         d.latency.Quantile(0.5) / 1e3, d.latency.Quantile(0.99) / 1e3,
         static_cast<double>(d.latency.max_ns()) / 1e3,
         static_cast<unsigned long long>(d.sent_window),
         static_cast<unsigned long long>(d.received_window),
         static_cast<unsigned long long>(d.send_errors),
-        static_cast<unsigned long long>(d.misrouted), static_cast<unsigned long long>(d.malformed));
+        static_cast<unsigned long long>(d.misrouted), static_cast<unsigned long long>(d.malformed),
+        static_cast<unsigned long long>(d.silent_allocations));
   };
   report_dir("c2p (ChannelData client->peer)", traffic.c2p);
   report_dir("p2c (UDP peer->client)", traffic.p2c);

@@ -40,6 +40,8 @@ struct Local {
   int peer_fd;
   uint32_t index;
   uint16_t channel;
+  uint32_t delivered_c2p = 0;  // in-window arrivals, to spot allocations that relay nothing
+  uint32_t delivered_p2c = 0;
 };
 
 // Sends through io_uring when available: one io_uring_enter submits a whole burst spread over
@@ -154,7 +156,7 @@ struct alignas(64) Worker {
   double rate;  // this thread's share, packets/s over both directions
   TrafficResult result;
 
-  void Receive(const Local& l, bool on_peer, mmsghdr* msgs, int n) {
+  void Receive(Local& l, bool on_peer, mmsghdr* msgs, int n) {
     for (int i = 0; i < n; ++i) {
       const uint8_t* p = static_cast<const uint8_t*>(msgs[i].msg_hdr.msg_iov->iov_base);
       size_t len = msgs[i].msg_len;
@@ -189,6 +191,7 @@ struct alignas(64) Worker {
       ++st.received;
       if (sent_at >= tl.window_start_ns && sent_at < tl.window_end_ns) {
         ++st.received_window;
+        ++(on_peer ? l.delivered_c2p : l.delivered_p2c);
         st.latency.Record(now - sent_at);
       }
     }
@@ -270,7 +273,7 @@ struct alignas(64) Worker {
       int n = epoll_pwait2(ep, events.data(), static_cast<int>(events.size()), &to, nullptr);
       for (int e = 0; e < n; ++e) {
         uint64_t key = events[e].data.u64;
-        const Local& l = locals[key >> 1];
+        Local& l = locals[key >> 1];
         bool on_peer = key & 1;
         for (int i = 0; i < kRecvBatch; ++i) {
           msgs[i].msg_hdr = {};
@@ -283,6 +286,17 @@ struct alignas(64) Worker {
       }
     }
     close(ep);
+    // Every allocation gets packets in both directions in the window unless the rate is tiny.
+    bool enough = rate * static_cast<double>(tl.window_end_ns - tl.window_start_ns) / 1e9 >=
+                  4.0 * static_cast<double>(locals.size());
+    for (const Local& l : locals) {
+      if (enough && (o.directions & kClientToPeer) && l.delivered_c2p == 0) {
+        ++result.c2p.silent_allocations;
+      }
+      if (enough && (o.directions & kPeerToClient) && l.delivered_p2c == 0) {
+        ++result.p2c.silent_allocations;
+      }
+    }
   }
 
   static size_t kChannelDataHeaderPlus(int size) {

@@ -23,7 +23,8 @@ struct DirectionStats {
   uint64_t received_window = 0;
   uint64_t misrouted = 0;  // arrived on another allocation's socket or wrong channel
   uint64_t malformed = 0;
-  LatencyHistogram latency;  // packets stamped inside the window
+  uint64_t silent_allocations = 0;  // sent in the window but got nothing back
+  LatencyHistogram latency;         // packets stamped inside the window
 
   void Merge(const DirectionStats& o) {
     sent += o.sent;
@@ -33,6 +34,7 @@ struct DirectionStats {
     received_window += o.received_window;
     misrouted += o.misrouted;
     malformed += o.malformed;
+    silent_allocations += o.silent_allocations;
     latency.Merge(o.latency);
   }
 };
