@@ -137,7 +137,8 @@ absl::Status CheckKernel() {
   return absl::OkStatus();
 }
 
-// Every relay socket is a file descriptor: make sure the limit allows max-allocations of them.
+// Every relay socket is a file descriptor: make sure the limit allows max-allocations of them
+// (one each; the rare dual-stack allocation takes two).
 void RaiseFileLimit(uint64_t needed) {
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
@@ -193,8 +194,6 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
       cfg.worker_threads > 0 ? cfg.worker_threads
                              : std::max(1u, std::thread::hardware_concurrency());
   const uint32_t per_worker = std::max<uint32_t>(1, (cfg.max_allocations + workers - 1) / workers);
-  RaiseFileLimit(uint64_t{per_worker} * workers * 2 +
-                 uint64_t{workers} * (cfg.listening_ips.size() + 4) + 64);
 
   // Pick the port with a probe socket outside the SO_REUSEPORT group. A plain bind fails when
   // anyone holds the port, even another process with SO_REUSEPORT that our group would
@@ -225,6 +224,9 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
     if (!probe.ok()) return probe.status();
     close(*probe);
   }
+
+  RaiseFileLimit(uint64_t{per_worker} * workers +
+                 uint64_t{workers} * (cfg.listening_ips.size() + 4) + 64);
 
   backend->node_ = std::make_unique<turn::NodeState>(cfg);
   for (uint32_t w = 0; w < workers; ++w) {

@@ -279,8 +279,8 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-  // Let the kernel fragment rather than fail sends on a cached path MTU; DONT-FRAGMENT handling
-  // (RFC 8656 14) is not implemented on this backend yet.
+  // Let the kernel fragment rather than fail sends on a cached path MTU, unless the client asks
+  // for DONT-FRAGMENT (SetDontFragment).
   const int pmtu = IP_PMTUDISC_DONT;
   if (domain == AF_INET) {
     setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
@@ -302,6 +302,7 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
   Relay& r = relays_[index];
   r.fd = fd;
   r.tag = tag;
+  r.v6 = domain == AF_INET6;
   r.armed = false;
   ArmRelay(index);
   ++counters_.relays_opened;
@@ -340,6 +341,24 @@ void UringWorker::CloseRelay(turn::SocketId socket) {
   ++r.gen;  // late CQEs of the old socket no longer match
   free_relays_.push_back(index);
   ++counters_.relays_closed;
+}
+
+absl::Status UringWorker::SetDontFragment(turn::SocketId socket) {
+  const int fd = (socket & kRelayBit) != 0 ? FdFor(socket) : -1;
+  if (fd < 0) return absl::NotFoundError("no such relay socket");
+  const int rc = relays_[socket & (kMaxRelays - 1)].v6
+                     ? [fd] {
+                         const int on = 1;
+                         return setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof(on));
+                       }()
+                     : [fd] {
+                         const int pmtu = IP_PMTUDISC_DO;
+                         return setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
+                       }();
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrFormat("DONT-FRAGMENT: %s", strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 int UringWorker::FdFor(turn::SocketId socket) const {

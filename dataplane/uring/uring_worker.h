@@ -51,6 +51,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   // turn::RelayTransport, called by the engine on this worker's thread.
   absl::StatusOr<turn::SocketId> OpenRelay(const SocketAddress& address, uint32_t tag) override;
   void CloseRelay(turn::SocketId socket) override;
+  absl::Status SetDontFragment(turn::SocketId socket) override;
 
  private:
   struct Listener {
@@ -63,6 +64,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
     uint32_t tag = 0;
     uint32_t gen = 0;  // bumped on close so late CQEs and stale SocketIds are recognised
     bool armed = false;
+    bool v6 = false;
   };
   struct TxSlot {
     msghdr msg;
