@@ -147,7 +147,6 @@ int Main(int argc, char** argv) {
     minted_secret = true;
     spdlog::warn("no credentials configured: generated a static-auth-secret for this run");
   }
-  if (config.no_auth) spdlog::warn("no-auth: this is an open relay, for tests only");
 
   absl::StatusOr<std::unique_ptr<dataplane::UringBackend>> created =
       dataplane::UringBackend::Create(config);

@@ -225,7 +225,10 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
     close(*probe);
   }
 
-  RaiseFileLimit(uint64_t{per_worker} * workers +
+  // No more relay sockets than relay ports can exist, however large max-allocations is.
+  const uint64_t relay_ports = uint64_t{cfg.max_port} - cfg.min_port + 1;
+  RaiseFileLimit(std::min<uint64_t>(uint64_t{per_worker} * workers,
+                                    relay_ports * cfg.relay_ips.size()) +
                  uint64_t{workers} * (cfg.listening_ips.size() + 4) + 64);
 
   backend->node_ = std::make_unique<turn::NodeState>(cfg);
