@@ -496,8 +496,10 @@ void UringWorker::HandleCqe(const io_uring_cqe* cqe) {
   }
 }
 
-// Copies each descriptor into a TX slot and queues a SENDMSG. ~100 ns per datagram on loopback
-// tests here, dominated by the memcpy of the body; submission happens once per loop iteration.
+// Copies each descriptor into a TX slot and queues a SENDMSG; submission happens once per loop
+// iteration. Measured whole-worker cost (perf/loadgen, 1 worker, 100 allocations, 160-byte
+// ChannelData, 100k pkt/s both ways on loopback, busy 2-core host): ~327k relayed packets per
+// server CPU-second, most of it in the kernel's UDP send/receive paths.
 void UringWorker::FlushTx() {
   turn::TxBatch& batch = *tx_;
   for (size_t i = 0; i < batch.size(); ++i) {
