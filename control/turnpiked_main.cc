@@ -28,6 +28,40 @@
 namespace turnpike {
 namespace {
 
+// One line of totals on exit, so a run without the metrics endpoint still shows what was
+// relayed and what was dropped and why.
+void LogTotals(const dataplane::UringBackend& backend) {
+  turn::EngineCounters e;
+  uint64_t tx_dropped = 0;
+  uint64_t tx_errors = 0;
+  uint64_t rx_enobufs = 0;
+  for (size_t w = 0; w < backend.worker_count(); ++w) {
+    e.Add(backend.engine_counters(w));
+    const dataplane::UringCounters& io = backend.io_counters(w);
+    tx_dropped += io.tx_no_slot + io.tx_no_sqe + io.tx_too_big + io.tx_stale_socket;
+    tx_errors += io.tx_err_again + io.tx_err_unreachable + io.tx_err_denied + io.tx_err_too_big +
+                 io.tx_err_other;
+    rx_enobufs += io.rx_enobufs;
+  }
+  std::string drops;
+  for (size_t i = 0; i < e.drops.size(); ++i) {
+    drops += fmt::format("{}{}={}", i ? " " : "", turn::DropReasonName(turn::DropReason(i)),
+                         e.drops[i]);
+  }
+  std::string auth;
+  for (size_t i = 0; i < e.auth_failures.size(); ++i) {
+    auth += fmt::format("{}{}={}", i ? " " : "", turn::AuthFailureName(turn::AuthFailure(i)),
+                        e.auth_failures[i]);
+  }
+  spdlog::info(
+      "totals: client_packets={} peer_packets={} relayed_to_peer={} relayed_to_client={} "
+      "stun_requests={} allocations_ok={} tx_dropped={} tx_errors={} rx_enobufs={} | drops: {} "
+      "| auth_failures: {}",
+      e.rx_client_packets, e.rx_peer_packets, e.to_peer_packets, e.to_client_packets,
+      e.stun_requests, e.allocate_results[size_t(turn::AllocateResult::kSuccess)], tx_dropped,
+      tx_errors, rx_enobufs, drops, auth);
+}
+
 int Fail(int code, std::string_view message) {
   std::fprintf(stderr, "turnpiked: %.*s\n", static_cast<int>(message.size()), message.data());
   return code;
@@ -190,6 +224,7 @@ int Main(int argc, char** argv) {
   }
   backend.Stop();
   backend.Join();
+  LogTotals(backend);
   spdlog::info("turnpiked stopped");
   spdlog::default_logger()->flush();
   return 0;

@@ -71,6 +71,27 @@ struct alignas(64) EngineCounters {
   void AuthFail(AuthFailure r) { ++auth_failures[static_cast<size_t>(r)]; }
   void Allocate(AllocateResult r) { ++allocate_results[static_cast<size_t>(r)]; }
   uint64_t dropped(DropReason r) const { return drops[static_cast<size_t>(r)]; }
+
+  // Sums another worker's block into this one (control plane, at read time).
+  void Add(const EngineCounters& o) {
+    rx_client_packets += o.rx_client_packets;
+    rx_peer_packets += o.rx_peer_packets;
+    to_peer_packets += o.to_peer_packets;
+    to_peer_bytes += o.to_peer_bytes;
+    to_client_packets += o.to_client_packets;
+    to_client_bytes += o.to_client_bytes;
+    stun_requests += o.stun_requests;
+    binding_requests += o.binding_requests;
+    allocations_expired += o.allocations_expired;
+    allocations_deleted += o.allocations_deleted;
+    permissions_created += o.permissions_created;
+    channels_bound += o.channels_bound;
+    for (size_t i = 0; i < drops.size(); ++i) drops[i] += o.drops[i];
+    for (size_t i = 0; i < auth_failures.size(); ++i) auth_failures[i] += o.auth_failures[i];
+    for (size_t i = 0; i < allocate_results.size(); ++i) {
+      allocate_results[i] += o.allocate_results[i];
+    }
+  }
 };
 
 }  // namespace turnpike::turn

@@ -690,7 +690,8 @@ TEST_F(EngineTest, ChannelNumberOutOfRangeAndRebindingAre400) {
     }).second;
   };
   EXPECT_EQ(bind(0x3FFF, "198.51.99.1:1"), 400);
-  EXPECT_EQ(bind(0x5000, "198.51.99.1:1"), 400);
+  EXPECT_EQ(bind(0x8000, "198.51.99.1:1"), 400);
+  EXPECT_EQ(bind(0x7FFF, "198.51.99.3:1"), 0);  // RFC 5766 range, as coturn clients use
   EXPECT_EQ(bind(0x4000, "198.51.99.1:1"), 0);
   EXPECT_EQ(bind(0x4000, "198.51.99.1:1"), 0);  // refresh
   EXPECT_EQ(bind(0x4000, "198.51.99.2:1"), 400);  // channel taken by another peer

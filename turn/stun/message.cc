@@ -692,9 +692,8 @@ std::array<uint8_t, 32> UserHash(std::string_view username, std::string_view rea
 }
 
 std::optional<ChannelDataView> ParseChannelData(std::span<const uint8_t> data) {
-  // Only 0x4000-0x4FFF are channels; 0x5000-0x7FFF are reserved (RFC 8656 12) and the RFC 7983
-  // demux range for TURN channels is first byte 64..79.
-  if (data.size() < kChannelDataHeaderSize || (data[0] & 0xF0) != 0x40) {
+  // 0x4000-0x7FFF: see kMaxChannel for why RFC 5766's range is accepted.
+  if (!LooksLikeChannelData(data)) {
     return std::nullopt;
   }
   const uint16_t length = Load16(data.data() + 2);

@@ -234,8 +234,10 @@ std::array<uint8_t, 32> LongTermKeySha256(std::string_view username, std::string
 // USERHASH = SHA-256(username ":" realm) (RFC 8489 14.4).
 std::array<uint8_t, 32> UserHash(std::string_view username, std::string_view realm);
 
-// ChannelData (RFC 8656 12.4). Channel numbers 0x4000-0x4FFF; over UDP the padding is optional
-// for the sender and the receiver ignores bytes past the length.
+// ChannelData (RFC 8656 12.4). RFC 8656 narrowed channel numbers to 0x4000-0x4FFF, but RFC 5766
+// allowed up to 0x7FFF and coturn and its clients (turnutils_uclient) still use that range, so
+// the server accepts 0x4000-0x7FFF like coturn does. Over UDP the padding is optional for the
+// sender and the receiver ignores bytes past the length.
 //
 //     0                   1                   2                   3
 //    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -243,16 +245,18 @@ std::array<uint8_t, 32> UserHash(std::string_view username, std::string_view rea
 //    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //    /                       Application Data                        /
 inline constexpr uint16_t kMinChannel = 0x4000;
-inline constexpr uint16_t kMaxChannel = 0x4FFF;
+inline constexpr uint16_t kMaxChannel = 0x7FFF;      // RFC 5766 range, for compatibility
+inline constexpr uint16_t kMaxChannelRfc8656 = 0x4FFF;
 inline constexpr size_t kChannelDataHeaderSize = 4;
 
 struct ChannelDataView {
   uint16_t channel;
   std::span<const uint8_t> payload;
 };
-// First byte 0x40..0x4F (RFC 7983 demux range 64..79).
+// First byte 0x40..0x7F: RFC 7983's TURN range 64..79 plus RFC 5766's 80..127, which nothing
+// else demultiplexed on a TURN port uses (STUN is 0..3, DTLS 20..63, RTP 128..191).
 inline bool LooksLikeChannelData(std::span<const uint8_t> data) {
-  return data.size() >= kChannelDataHeaderSize && (data[0] & 0xF0) == 0x40;
+  return data.size() >= kChannelDataHeaderSize && (data[0] & 0xC0) == 0x40;
 }
 std::optional<ChannelDataView> ParseChannelData(std::span<const uint8_t> data);
 inline void WriteChannelDataHeader(uint8_t* out, uint16_t channel, uint16_t length) {

@@ -842,6 +842,11 @@ TEST(ChannelData, ParsesValidFramesAndIgnoresPadding) {
   EXPECT_EQ(cd->channel, 0x4FFF);
   EXPECT_TRUE(cd->payload.empty());
 
+  // RFC 5766's upper range, still used by coturn's clients.
+  cd = ParseChannelData(FromHex("7f ff 00 01 09"));
+  ASSERT_TRUE(cd.has_value());
+  EXPECT_EQ(cd->channel, 0x7FFF);
+
   cd = ParseChannelData(FromHex("41 23 00 03 01 02 03"));  // unpadded, as UDP allows
   ASSERT_TRUE(cd.has_value());
   EXPECT_EQ(cd->channel, 0x4123);
@@ -851,11 +856,10 @@ TEST(ChannelData, ParsesValidFramesAndIgnoresPadding) {
 TEST(ChannelData, RejectsBadFrames) {
   EXPECT_FALSE(ParseChannelData(FromHex("40 00 00")).has_value());           // short header
   EXPECT_FALSE(ParseChannelData(FromHex("40 00 00 05 01 02 03 04")).has_value());  // length
-  EXPECT_FALSE(ParseChannelData(FromHex("50 00 00 00")).has_value());        // reserved range
-  EXPECT_FALSE(ParseChannelData(FromHex("7f ff 00 00")).has_value());
+  EXPECT_FALSE(ParseChannelData(FromHex("80 00 00 00")).has_value());        // RTP range
   EXPECT_FALSE(ParseChannelData(FromHex("3f ff 00 00")).has_value());
   EXPECT_FALSE(ParseChannelData(FromHex("00 01 00 00")).has_value());        // STUN
-  EXPECT_FALSE(LooksLikeChannelData(FromHex("50 00 00 00")));
+  EXPECT_FALSE(LooksLikeChannelData(FromHex("80 00 00 00")));
   EXPECT_FALSE(LooksLikeChannelData(FromHex("40 00 00")));
 }
 
