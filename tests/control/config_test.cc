@@ -1,0 +1,631 @@
+// Tests for the coturn-compatible configuration reader (control/config.h): file syntax, command
+// line precedence, repeatable keys, booleans, values, error messages, ignored coturn options and
+// a realistic coturn turnserver.conf.
+
+#include "control/config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace turnpike {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+IpAddress Ip(const char* text) { return IpAddress::Parse(text).value(); }
+
+// A configuration file in a fresh temporary directory, removed at the end of the test.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view contents) {
+    char dir_template[] = "/tmp/turnpike_config_test.XXXXXX";
+    dir_ = mkdtemp(dir_template);
+    path_ = dir_ + "/turnserver.conf";
+    std::ofstream(path_) << contents;
+  }
+  ~TempFile() {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_;
+  std::string path_;
+};
+
+absl::StatusOr<LoadedConfig> Load(std::vector<std::string> args) {
+  std::vector<const char*> argv = {"turnpiked"};
+  for (const std::string& a : args) {
+    argv.push_back(a.c_str());
+  }
+  return LoadConfig(static_cast<int>(argv.size()), argv.data());
+}
+
+absl::StatusOr<LoadedConfig> LoadText(std::string_view text, std::vector<std::string> args = {}) {
+  TempFile file(text);
+  args.insert(args.begin(), "-c=" + file.path());
+  return Load(std::move(args));
+}
+
+std::string ErrorOf(const absl::StatusOr<LoadedConfig>& r) {
+  EXPECT_FALSE(r.ok());
+  if (r.ok()) {
+    return "";
+  }
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string msg(r.status().message());
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+  return msg;
+}
+
+TEST(ConfigTest, DefaultsWithoutArguments) {
+  auto r = Load({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.listening_port, 3478);
+  EXPECT_EQ(c.min_port, 20000);
+  EXPECT_EQ(c.max_port, 29999);
+  EXPECT_FALSE(c.lt_cred_mech);
+  EXPECT_FALSE(c.no_auth);
+  EXPECT_FALSE(c.software_attribute);
+  EXPECT_THAT(r->warnings, IsEmpty());
+  EXPECT_FALSE(r->help);
+}
+
+TEST(ConfigTest, FileSyntaxFollowsCoturn) {
+  auto r = LoadText(
+      "# comment\n"
+      "   # indented comment\n"
+      "\n"
+      "listening-port=3479\n"
+      "  min-port = 40000  \n"
+      "max-port\t50000\r\n"
+      "realm \"example.org\"\n"
+      "static-auth-secret=\"s3cr#t with spaces\"\n"
+      "verbose\n"
+      "no-multicast-peers=false\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.listening_port, 3479);
+  EXPECT_EQ(c.min_port, 40000);
+  EXPECT_EQ(c.max_port, 50000);
+  EXPECT_EQ(c.realm, "example.org");
+  EXPECT_THAT(c.static_auth_secrets, ElementsAre("s3cr#t with spaces"));
+  EXPECT_TRUE(c.use_auth_secret);  // implied by static-auth-secret, as in coturn
+  EXPECT_TRUE(c.verbose);
+  EXPECT_FALSE(c.no_multicast_peers);
+}
+
+TEST(ConfigTest, ParseConfigTextAppliesOverExistingValues) {
+  LoadedConfig out;
+  out.config.realm = "before";
+  out.config.min_port = 1000;
+  ASSERT_TRUE(ParseConfigText("realm=after\n", "inline", &out).ok());
+  EXPECT_EQ(out.config.realm, "after");
+  EXPECT_EQ(out.config.min_port, 1000);
+}
+
+TEST(ConfigTest, CommandLineWinsOverFileRegardlessOfOrder) {
+  TempFile file("min-port=40000\nmax-port=50000\nrealm=file.example\n");
+  auto r = Load({"--min-port=41000", "-c", file.path(), "--realm", "cli.example"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.min_port, 41000);
+  EXPECT_EQ(r->config.max_port, 50000);
+  EXPECT_EQ(r->config.realm, "cli.example");
+
+  auto r2 = Load({"--conf-file=" + file.path(), "--max-port=45000"});
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->config.min_port, 40000);
+  EXPECT_EQ(r2->config.max_port, 45000);
+}
+
+TEST(ConfigTest, RepeatableKeysAccumulateAndCommandLineReplacesTheFileList) {
+  const char* text =
+      "listening-ip=192.0.2.1\n"
+      "listening-ip=2001:db8::1\n"
+      "relay-ip=192.0.2.1\n"
+      "denied-peer-ip=198.51.100.7\n"
+      "denied-peer-ip=203.0.113.0-203.0.113.9\n"
+      "user=alice:pw1\n"
+      "user=bob:pw2\n";
+  auto file_only = LoadText(text);
+  ASSERT_TRUE(file_only.ok()) << file_only.status();
+  EXPECT_THAT(file_only->config.listening_ips, ElementsAre(Ip("192.0.2.1"), Ip("2001:db8::1")));
+  EXPECT_EQ(file_only->config.denied_peer_ips.size(), 2u);
+  ASSERT_EQ(file_only->config.users.size(), 2u);
+  EXPECT_EQ(file_only->config.users[1].name, "bob");
+
+  auto both = LoadText(text, {"--listening-ip=127.0.0.1", "--listening-ip=::1", "--user=carol:x"});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_THAT(both->config.listening_ips, ElementsAre(Ip("127.0.0.1"), Ip("::1")));
+  ASSERT_EQ(both->config.users.size(), 1u);
+  EXPECT_EQ(both->config.users[0].name, "carol");
+  // Lists the command line does not mention keep the file's values.
+  EXPECT_EQ(both->config.denied_peer_ips.size(), 2u);
+  EXPECT_THAT(both->config.relay_ips, ElementsAre(Ip("192.0.2.1")));
+}
+
+TEST(ConfigTest, BooleansBareAndWithValues) {
+  auto r = Load({"--verbose", "--allow-loopback-peers=yes", "--software-attribute=1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->config.verbose);
+  EXPECT_TRUE(r->config.allow_loopback_peers);
+  EXPECT_TRUE(r->config.software_attribute);
+
+  auto off = LoadText("verbose\nsoftware-attribute\n",
+                      {"--verbose=false", "--no-software-attribute=true"});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->config.verbose);
+  EXPECT_FALSE(off->config.software_attribute);
+
+  for (const char* v : {"true", "1", "yes", "TRUE", "on"}) {
+    auto t = Load({absl::StrCat("--verbose=", v)});
+    ASSERT_TRUE(t.ok()) << v;
+    EXPECT_TRUE(t->config.verbose) << v;
+  }
+  for (const char* v : {"false", "0", "no", "No", "off"}) {
+    auto f = LoadText(absl::StrCat("verbose=", v, "\n"));
+    ASSERT_TRUE(f.ok()) << v;
+    EXPECT_FALSE(f->config.verbose) << v;
+  }
+}
+
+TEST(ConfigTest, ShortAndVerboseAliases) {
+  auto r = Load({"-v", "-p", "3480", "-L", "127.0.0.1", "-r=short.example"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->config.verbose);
+  EXPECT_EQ(r->config.listening_port, 3480);
+  EXPECT_THAT(r->config.listening_ips, ElementsAre(Ip("127.0.0.1")));
+  EXPECT_EQ(r->config.realm, "short.example");
+
+  auto big_v = LoadText("Verbose\n");
+  ASSERT_TRUE(big_v.ok()) << big_v.status();
+  EXPECT_TRUE(big_v->config.verbose);
+}
+
+TEST(ConfigTest, HelpAndVersionFlags) {
+  auto h = Load({"-h"});
+  ASSERT_TRUE(h.ok());
+  EXPECT_TRUE(h->help);
+  auto h2 = Load({"--help", "-c", "/nonexistent/turnserver.conf"});
+  ASSERT_TRUE(h2.ok()) << "--help must work even with a missing file";
+  EXPECT_TRUE(h2->help);
+  auto v = Load({"--version"});
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->version);
+  EXPECT_FALSE(v->help);
+  std::string usage = Usage();
+  EXPECT_THAT(usage, HasSubstr("--min-port=PORT"));
+  EXPECT_THAT(usage, HasSubstr("--denied-peer-ip="));
+  EXPECT_THAT(usage, HasSubstr("-c, --conf-file"));
+}
+
+TEST(ConfigTest, UnknownOptionNamesItAndWhere) {
+  TempFile file("realm=x\n\n# c\nlistening-port=3478\nfoo=bar\n");
+  EXPECT_EQ(ErrorOf(Load({"-c", file.path()})),
+            absl::StrCat("unknown option 'foo' at ", file.path(), ":5"));
+  EXPECT_EQ(ErrorOf(Load({"--foo=1"})), "unknown option '--foo' (command line)");
+  EXPECT_EQ(ErrorOf(Load({"-Z"})), "unknown option '-Z' (command line)");
+  EXPECT_EQ(ErrorOf(Load({"stray"})), "unexpected argument 'stray' (command line)");
+  // Option names are case-sensitive, as in coturn.
+  EXPECT_THAT(ErrorOf(Load({"--Min-Port=1"})), HasSubstr("unknown option '--Min-Port'"));
+}
+
+TEST(ConfigTest, BadValuesNameTheOption) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected_prefix;
+  };
+  const std::vector<Case> cases = {
+      {{"--min-port=abc"}, "bad value 'abc' for min-port (command line)"},
+      {{"--min-port=0"}, "bad value '0' for min-port (command line)"},
+      {{"--max-port=65536"}, "bad value '65536' for max-port (command line)"},
+      {{"--listening-port=-1"}, "bad value '-1' for listening-port (command line)"},
+      {{"--listening-ip=300.1.1.1"}, "bad value '300.1.1.1' for listening-ip (command line)"},
+      {{"--relay-ip=example.org"}, "bad value 'example.org' for relay-ip (command line)"},
+      {{"--external-ip=1.2.3.4/::1"}, "bad value '1.2.3.4/::1' for external-ip (command line)"},
+      {{"--user=nopassword"}, "bad value 'nopassword' for user (command line)"},
+      {{"--user=:pw"}, "bad value ':pw' for user (command line)"},
+      {{"--user=bob:0x1234"}, "bad value 'bob:0x1234' for user (command line)"},
+      {{"--verbose=maybe"}, "bad value 'maybe' for verbose (command line)"},
+      {{"--log-format=xml"}, "bad value 'xml' for log-format (command line)"},
+      {{"--backend=netmap"}, "bad value 'netmap' for backend (command line)"},
+      {{"--max-bps=1.5"}, "bad value '1.5' for max-bps (command line)"},
+      {{"--user-quota=99999999999"}, "bad value '99999999999' for user-quota (command line)"},
+      {{"--stale-nonce=x"}, "bad value 'x' for stale-nonce (command line)"},
+      {{"--denied-peer-ip=10.0.0.9-10.0.0.1"},
+       "bad value '10.0.0.9-10.0.0.1' for denied-peer-ip (command line)"},
+      {{"--allowed-peer-ip=10.0.0.1-::1"},
+       "bad value '10.0.0.1-::1' for allowed-peer-ip (command line)"},
+      {{"--allowed-peer-ip=10.0.0.0/33"},
+       "bad value '10.0.0.0/33' for allowed-peer-ip (command line)"},
+      {{"--min-port"}, "missing value for min-port (command line)"},
+      {{"--realm", "--verbose"}, "missing value for realm (command line)"},
+      {{"--help=yes"}, "bad value 'yes' for help (command line)"},
+  };
+  for (const Case& c : cases) {
+    std::string err = ErrorOf(Load(c.args));
+    EXPECT_TRUE(absl::StartsWith(err, c.expected_prefix))
+        << "got: " << err << "\nwant prefix: " << c.expected_prefix;
+  }
+  TempFile file("realm=x\nmin-port=abc\n");
+  EXPECT_EQ(ErrorOf(Load({"-c", file.path()})),
+            absl::StrCat("bad value 'abc' for min-port at ", file.path(),
+                         ":2: expected a whole "
+                         "number"));
+  TempFile missing("max-port\n");
+  EXPECT_EQ(ErrorOf(Load({"-c", missing.path()})),
+            absl::StrCat("missing value for max-port at ", missing.path(), ":1"));
+}
+
+TEST(ConfigTest, MissingFileIsAnError) {
+  EXPECT_THAT(ErrorOf(Load({"-c", "/nonexistent/turnserver.conf"})),
+              HasSubstr("cannot read configuration file '/nonexistent/turnserver.conf'"));
+  EXPECT_THAT(ErrorOf(Load({"-c"})), HasSubstr("missing value for conf-file"));
+}
+
+TEST(ConfigTest, PortRangeAndLifetimeChecks) {
+  EXPECT_THAT(ErrorOf(Load({"--min-port=40000", "--max-port=30000"})),
+              HasSubstr("min-port (40000) is greater than max-port (30000)"));
+  auto equal = Load({"--min-port=40000", "--max-port=40000"});
+  ASSERT_TRUE(equal.ok()) << equal.status();
+  EXPECT_THAT(ErrorOf(Load({"--default-allocate-lifetime=900", "--max-allocate-lifetime=600"})),
+              HasSubstr("default-allocate-lifetime (900) is greater than max-allocate-lifetime"));
+  auto clamped = Load({"--max-allocate-lifetime=300"});
+  ASSERT_TRUE(clamped.ok()) << clamped.status();
+  EXPECT_EQ(clamped->config.default_allocate_lifetime, 300u);
+}
+
+TEST(ConfigTest, IgnoredCoturnOptionsWarnOnce) {
+  auto r = LoadText("fingerprint\nno-cli\ncli-password=secret\nfingerprint\ncert /etc/x.pem\n",
+                    {"--no-tls", "--tls-listening-port", "5349"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->warnings.size(), 6u);
+  EXPECT_THAT(r->warnings[0], HasSubstr("ignoring coturn option 'fingerprint' at "));
+  EXPECT_THAT(r->warnings[0], HasSubstr(":1: "));
+  EXPECT_THAT(r->warnings[1], HasSubstr("'no-cli'"));
+  EXPECT_THAT(r->warnings[2], HasSubstr("'cli-password'"));
+  EXPECT_THAT(r->warnings[3], HasSubstr("'cert'"));
+  EXPECT_THAT(r->warnings[4], HasSubstr("'no-tls' (command line)"));
+  // Its value "5349" was consumed, not taken as a stray argument.
+  EXPECT_THAT(r->warnings[5], HasSubstr("'tls-listening-port' (command line)"));
+}
+
+TEST(ConfigTest, UsersWithPasswordsAndKeys) {
+  auto r = LoadText(
+      "user=alice:plain:with:colons\n"
+      "user=bob:0x0123456789ABCDEF0123456789abcdef\n"
+      "realm=example.org\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& users = r->config.users;
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0].name, "alice");
+  EXPECT_EQ(users[0].password, "plain:with:colons");
+  EXPECT_EQ(users[0].key_hex, "");
+  EXPECT_EQ(users[1].name, "bob");
+  EXPECT_EQ(users[1].password, "");
+  EXPECT_EQ(users[1].key_hex, "0123456789abcdef0123456789abcdef");
+  EXPECT_TRUE(r->config.lt_cred_mech);  // user= implies lt-cred-mech
+  EXPECT_THAT(ErrorOf(Load({"--user=bob:0x0123456789abcdef0123456789abcdeg"})),
+              HasSubstr("32 hex digits"));
+}
+
+TEST(ConfigTest, AuthenticationSemantics) {
+  EXPECT_THAT(ErrorOf(Load({"--use-auth-secret"})),
+              HasSubstr("use-auth-secret needs at least one static-auth-secret"));
+  EXPECT_THAT(ErrorOf(Load({"--lt-cred-mech"})), HasSubstr("lt-cred-mech is set but"));
+  EXPECT_THAT(ErrorOf(Load({"--no-auth", "--lt-cred-mech", "--user=a:b"})),
+              HasSubstr("no-auth cannot be combined"));
+
+  auto rest = Load({"--lt-cred-mech", "--use-auth-secret", "--static-auth-secret=k1",
+                    "--static-auth-secret=k2"});
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_THAT(rest->config.static_auth_secrets, ElementsAre("k1", "k2"));
+
+  auto open = Load({"--no-auth"});
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_TRUE(open->config.no_auth);
+  EXPECT_FALSE(open->warnings.empty());
+
+  // No credentials at all and no no-auth: left alone for the daemon's development secret.
+  auto none = Load({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->config.lt_cred_mech);
+  EXPECT_FALSE(none->config.use_auth_secret);
+  EXPECT_FALSE(none->config.no_auth);
+
+  // The command line can turn the file's mechanism off to run open for a test.
+  auto override_open = LoadText("lt-cred-mech\nuser=a:b\n", {"--lt-cred-mech=false", "--no-auth"});
+  ASSERT_TRUE(override_open.ok()) << override_open.status();
+  EXPECT_TRUE(override_open->config.no_auth);
+}
+
+TEST(ConfigTest, StaleNonceBareMeansDefault) {
+  auto r = LoadText("stale-nonce=30\n", {"--stale-nonce"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.stale_nonce_seconds, 600u);
+  auto r2 = LoadText("stale-nonce=30\n");
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->config.stale_nonce_seconds, 30u);
+  auto r3 = LoadText("stale-nonce\n");
+  ASSERT_TRUE(r3.ok()) << r3.status();
+  EXPECT_EQ(r3->config.stale_nonce_seconds, 600u);
+}
+
+TEST(ConfigTest, ExternalIpForms) {
+  auto r = Load({"--external-ip=203.0.113.5", "--external-ip=198.51.100.1/10.0.0.1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->config.external_ips.size(), 2u);
+  EXPECT_EQ(r->config.external_ips[0].public_ip, Ip("203.0.113.5"));
+  EXPECT_FALSE(r->config.external_ips[0].has_private);
+  EXPECT_EQ(r->config.external_ips[1].public_ip, Ip("198.51.100.1"));
+  EXPECT_TRUE(r->config.external_ips[1].has_private);
+  EXPECT_EQ(r->config.external_ips[1].private_ip, Ip("10.0.0.1"));
+}
+
+TEST(ConfigTest, LogFileAndSyslog) {
+  auto dash = Load({"--log-file", "-"});
+  ASSERT_TRUE(dash.ok()) << dash.status();
+  EXPECT_EQ(dash->config.log_file, "stdout");
+  auto sys = LoadText("syslog\n", {"--log-file=/var/log/turnpiked.log"});
+  ASSERT_TRUE(sys.ok()) << sys.status();
+  EXPECT_EQ(sys->config.log_file, "syslog");  // coturn: syslog beats log-file
+  auto json = Load({"--log-format=json", "--log-file=/tmp/x.log"});
+  ASSERT_TRUE(json.ok());
+  EXPECT_EQ(json->config.log_format, LogFormat::kJson);
+  EXPECT_EQ(json->config.log_file, "/tmp/x.log");
+}
+
+TEST(ParseIpRangeTest, SingleRangeAndCidr) {
+  auto single = ParseIpRange("192.0.2.7");
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(single->first, Ip("192.0.2.7"));
+  EXPECT_EQ(single->last, Ip("192.0.2.7"));
+
+  auto range = ParseIpRange("10.0.0.1 - 10.0.0.20");
+  ASSERT_TRUE(range.ok()) << range.status();
+  EXPECT_EQ(range->first, Ip("10.0.0.1"));
+  EXPECT_EQ(range->last, Ip("10.0.0.20"));
+
+  auto v6range = ParseIpRange("2001:db8::1-2001:db8::ff");
+  ASSERT_TRUE(v6range.ok()) << v6range.status();
+  EXPECT_EQ(v6range->last, Ip("2001:db8::ff"));
+
+  auto cidr = ParseIpRange("172.16.0.0/12");
+  ASSERT_TRUE(cidr.ok());
+  EXPECT_EQ(cidr->first, Ip("172.16.0.0"));
+  EXPECT_EQ(cidr->last, Ip("172.31.255.255"));
+
+  auto host_bits = ParseIpRange("10.1.2.3/8");
+  ASSERT_TRUE(host_bits.ok());
+  EXPECT_EQ(host_bits->first, Ip("10.0.0.0"));
+  EXPECT_EQ(host_bits->last, Ip("10.255.255.255"));
+
+  auto v6cidr = ParseIpRange("fe80::/10");
+  ASSERT_TRUE(v6cidr.ok());
+  EXPECT_EQ(v6cidr->first, Ip("fe80::"));
+  EXPECT_EQ(v6cidr->last, Ip("febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+
+  auto all = ParseIpRange("0.0.0.0/0");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->last, Ip("255.255.255.255"));
+  auto host = ParseIpRange("2001:db8::5/128");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->first, host->last);
+}
+
+TEST(ParseIpRangeTest, BadRangesAreRejected) {
+  for (const char* bad :
+       {"", "10.0.0.300", "10.0.0.5-10.0.0.4", "10.0.0.1-::2", "::2-::1", "10.0.0.0/33", "::/129",
+        "10.0.0.0/", "10.0.0.0/x", "/8", "a-b", "10.0.0.1-", "host.example"}) {
+    EXPECT_FALSE(ParseIpRange(bad).ok()) << bad;
+  }
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A production coturn file: TLS, REST secrets, NAT mapping, peer lists, logging options.
+TEST(ConfigTest, RealisticCoturnFileLoadsWithOnlyWarnings) {
+  std::string path = std::string(TURNPIKE_SOURCE_ROOT) + "/tests/data/turnserver.conf";
+  auto r = Load({"-c", path});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.listening_port, 3478);
+  EXPECT_THAT(c.listening_ips, ElementsAre(Ip("10.20.0.5")));
+  EXPECT_THAT(c.relay_ips, ElementsAre(Ip("10.20.0.5")));
+  ASSERT_EQ(c.external_ips.size(), 1u);
+  EXPECT_EQ(c.external_ips[0].public_ip, Ip("203.0.113.10"));
+  EXPECT_EQ(c.external_ips[0].private_ip, Ip("10.20.0.5"));
+  EXPECT_EQ(c.min_port, 49152);
+  EXPECT_EQ(c.max_port, 65535);
+  EXPECT_EQ(c.realm, "turn.example.com");
+  EXPECT_TRUE(c.use_auth_secret);
+  EXPECT_EQ(c.static_auth_secrets.size(), 1u);
+  EXPECT_EQ(c.total_quota, 1200u);
+  EXPECT_EQ(c.user_quota, 12u);
+  EXPECT_EQ(c.max_bps, 3000000u);
+  EXPECT_EQ(c.stale_nonce_seconds, 600u);
+  EXPECT_FALSE(c.software_attribute);
+  EXPECT_TRUE(c.verbose);
+  EXPECT_GE(c.denied_peer_ips.size(), 10u);
+  EXPECT_EQ(c.allowed_peer_ips.size(), 1u);
+  EXPECT_EQ(c.pidfile, "/var/run/turnserver.pid");
+  EXPECT_EQ(c.log_file, "/var/log/turnserver/turn.log");
+  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'fingerprint'")));
+  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'cert'")));
+  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'no-cli'")));
+  for (const std::string& w : r->warnings) {
+    EXPECT_TRUE(absl::StartsWith(w, "ignoring coturn option '")) << w;
+  }
+}
+
+// coturn 4.6's options (`turnserver -h` and `man turnserver`). Each must load: implemented or
+// ignored with a warning, never "unknown option". Flags are given bare, the rest with a value
+// that is valid where Turnpike implements the option.
+TEST(ConfigTest, EveryCoturnOptionIsImplementedOrIgnored) {
+  const std::vector<std::string> coturn_options = {
+      "CA-file=/x",
+      "Verbose",
+      "acme-redirect=http://x/",
+      "allocation-default-address-family=ipv4",
+      "allow-loopback-peers",
+      "allowed-peer-ip=10.0.0.1",
+      "alt-listening-port=3479",
+      "alt-tls-listening-port=5350",
+      "alternate-server=192.0.2.1:3478",
+      "aux-server=192.0.2.1:1",
+      "bps-capacity=1",
+      "cert=/x",
+      "channel-lifetime=600",
+      "check-origin-consistency",
+      "cipher-list=ALL",
+      "cli-ip=127.0.0.1",
+      "cli-max-output-sessions=1",
+      "cli-password=x",
+      "cli-port=5766",
+      "daemon",
+      "db=/x",
+      "denied-peer-ip=10.0.0.1",
+      "dh-file=/x",
+      "dh1066",
+      "dh566",
+      "ec-curve-name=prime256v1",
+      "external-ip=192.0.2.1",
+      "fingerprint",
+      "keep-address-family",
+      "listening-device=eth0",
+      "listening-ip=192.0.2.1",
+      "listening-port=3478",
+      "log-binding",
+      "log-file=stdout",
+      "lt-cred-mech",
+      "max-allocate-lifetime=3600",
+      "max-allocate-timeout=60",
+      "max-bps=0",
+      "max-port=65535",
+      "min-port=49152",
+      "mobility",
+      "mongo-userdb=x",
+      "mysql-userdb=x",
+      "ne=1",
+      "new-log-timestamp",
+      "new-log-timestamp-format=%c",
+      "no-auth",
+      "no-auth-pings",
+      "no-cli",
+      "no-dtls",
+      "no-dynamic-ip-list",
+      "no-dynamic-realms",
+      "no-multicast-peers",
+      "no-rfc5780",
+      "no-software-attribute",
+      "no-stdout-log",
+      "no-stun",
+      "no-stun-backward-compatibility",
+      "no-tcp",
+      "no-tcp-relay",
+      "no-tls",
+      "no-tlsv1",
+      "no-tlsv1_1",
+      "no-tlsv1_2",
+      "no-udp",
+      "no-udp-relay",
+      "oauth",
+      "permission-lifetime=300",
+      "pidfile=/x",
+      "pkey=/x",
+      "pkey-pwd=x",
+      "proc-group=turn",
+      "proc-user=turn",
+      "prometheus",
+      "prometheus-port=9641",
+      "prometheus-username-labels",
+      "psql-userdb=x",
+      "sql-userdb=x",
+      "realm=x",
+      "redis-statsdb=x",
+      "redis-userdb=x",
+      "relay-device=eth0",
+      "relay-ip=192.0.2.1",
+      "relay-threads=4",
+      "response-origin-only-with-rfc5780",
+      "rest-api-separator=:",
+      "secret-key-file=/x",
+      "secure-stun",
+      "server-name=x",
+      "server-relay",
+      "simple-log",
+      "stale-nonce=600",
+      "static-auth-secret=x",
+      "stun-only",
+      "syslog",
+      "syslog-facility=LOG_USER",
+      "tcp-proxy-port=5555",
+      "tls-alternate-server=192.0.2.1:5349",
+      "tls-listening-port=5349",
+      "total-quota=0",
+      "udp-self-balance",
+      "use-auth-secret",
+      "user=a:b",
+      "user-quota=0",
+      "userdb=/x",
+      "verbose",
+      "web-admin",
+      "web-admin-ip=127.0.0.1",
+      "web-admin-listen-on-workers",
+      "web-admin-port=8080",
+      "prod",
+      "no-loopback-peers",
+      "dh2066",
+      "no-sslv2",
+      "no-sslv3",
+  };
+  std::string docs = ReadAll(std::string(TURNPIKE_SOURCE_ROOT) + "/docs/configuration.md");
+  ASSERT_FALSE(docs.empty());
+  for (const std::string& line : coturn_options) {
+    LoadedConfig out;
+    absl::Status st = ParseConfigText(line + "\n", "coturn", &out);
+    EXPECT_TRUE(st.ok()) << line << ": " << st;
+    std::string name = line.substr(0, line.find('='));
+    EXPECT_THAT(docs, HasSubstr("`" + name + "`")) << "docs/configuration.md lacks " << name;
+  }
+}
+
+TEST(ConfigTest, EveryUsageOptionIsDocumented) {
+  std::string docs = ReadAll(std::string(TURNPIKE_SOURCE_ROOT) + "/docs/configuration.md");
+  std::string usage = Usage();
+  size_t pos = 0;
+  int count = 0;
+  while ((pos = usage.find("--", pos)) != std::string::npos) {
+    size_t end = usage.find_first_of("=[ \n", pos);
+    std::string name = usage.substr(pos + 2, end - pos - 2);
+    pos = end;
+    if (name.empty() || name == "option") {
+      continue;
+    }
+    ++count;
+    EXPECT_THAT(docs, HasSubstr("`" + name + "`")) << "docs/configuration.md lacks " << name;
+  }
+  EXPECT_GT(count, 30);
+}
+
+}  // namespace
+}  // namespace turnpike
