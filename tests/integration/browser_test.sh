@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Browser interop test: headless Chromium (driven by playwright-core from browser/run.mjs) makes
+# a WebRTC call between two peer connections in one page, relay-only, through the TURN server
+# under test ($SERVER: turnpiked or coturn). Checks a data channel echo, decoded video, received
+# audio, and that the selected candidate pairs are relay candidates on 127.0.0.1 inside the
+# server's relay range.
+#
+# Needs: Debian packages chromium and nodejs (with npm), and `npm ci` run in
+# tests/integration/browser (playwright-core, pinned in package-lock.json).
+#
+# The whole test runs in a private network namespace that has only a loopback interface when
+# `unshare -n` works (we are root on the dev machines and CI), so neither Chromium nor anything
+# else can send beyond loopback. TP_NETNS=0 runs it in the current namespace instead.
+set -u
+
+if [[ "${TP_NETNS:-1}" != 0 && -z "${TP_IN_NETNS:-}" ]] &&
+    unshare -n true 2>/dev/null && command -v ip >/dev/null 2>&1; then
+  exec unshare -n -- env TP_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
+
+. "$(dirname "$0")/lib.sh"
+
+BROWSER_DIR="${TP_LIB_DIR}/browser"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+
+[[ -x "${CHROMIUM}" ]] ||
+  tp_fail "Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+command -v node >/dev/null 2>&1 || tp_fail "node not found (apt-get install nodejs npm)"
+[[ -d "${BROWSER_DIR}/node_modules/playwright-core" ]] ||
+  tp_fail "playwright-core is not installed: run 'npm ci' in ${BROWSER_DIR}"
+
+tp_init
+[[ -n "${TP_IN_NETNS:-}" ]] && tp_log "running in a private network namespace (loopback only)"
+tp_start_server
+tp_mint_credentials browser
+
+rc=0
+TURN_PORT="${TP_PORT}" TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
+  RELAY_MIN_PORT="${TP_MIN_PORT}" RELAY_MAX_PORT="${TP_MAX_PORT}" CHROMIUM="${CHROMIUM}" \
+  timeout "${BROWSER_DEADLINE:-180}" node "${BROWSER_DIR}/run.mjs" &
+node_pid=$!
+tp_track "${node_pid}"
+wait "${node_pid}" || rc=$?
+tp_untrack "${node_pid}"
+(( rc != 124 )) || tp_fail "the browser test did not finish within ${BROWSER_DEADLINE:-180}s"
+(( rc == 0 )) || tp_fail "the browser test failed (status ${rc})"
+
+tp_check_server_alive
+tp_stop_server
+echo "PASS: browser relay against ${SERVER}"

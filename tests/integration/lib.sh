@@ -1,0 +1,350 @@
+# shellcheck shell=bash
+# Shared helpers for Turnpike's end-to-end interop tests. Source it from a bash script:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   tp_init            # temp dir, cleanup trap
+#   tp_start_server    # picks ports and a relay range, starts $SERVER, waits for a STUN answer
+#   ...
+#   tp_stop_server     # SIGTERM, must exit cleanly within a deadline
+#
+# Environment:
+#   SERVER     turnpiked (default) or coturn: which TURN server is under test. Every test is
+#              written against coturn's turnserver first, so the tests themselves are checked
+#              against a known-good implementation.
+#   TURNPIKED  path to the turnpiked binary (meson passes it; default <repo>/build/turnpiked).
+#   TURNSERVER path to coturn's turnserver (default: turnserver from PATH).
+#   TP_KEEP_TMP=1 keeps the temp dir (logs) after the test.
+#
+# Network rule: everything here binds and sends to 127.0.0.1 only.
+
+set -u
+set -o pipefail
+
+SERVER="${SERVER:-turnpiked}"
+TP_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+TP_REPO_DIR="$(cd "${TP_LIB_DIR}/../.." && pwd)"
+TP_HOST=127.0.0.1
+TP_REALM="${TP_REALM:-turnpike.test}"
+TP_SECRET="${TP_SECRET:-interop-secret-$$-${RANDOM}}"
+# Relay ranges are reserved below the kernel's ephemeral range (32768+ by default) so that the
+# clients' own ephemeral sockets never take a port a parallel test's server relays from.
+TP_RANGE_LOW=10000
+TP_RANGE_HIGH=32000
+TP_RANGE_SIZE="${TP_RANGE_SIZE:-200}"
+TP_RANGE_LOCK_DIR="${TMPDIR:-/tmp}/turnpike-interop-ranges"
+
+TP_PIDS=()          # everything we started, killed by the cleanup trap
+TP_TMP=""
+TP_SERVER_PID=""
+TP_SERVER_LOG=""
+TP_PORT=""
+TP_MIN_PORT=""
+TP_MAX_PORT=""
+TP_RANGE_LOCK=""
+TP_FAILED=0
+
+tp_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+tp_fail() {
+  TP_FAILED=1
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+tp_require() {
+  local tool
+  for tool in "$@"; do
+    command -v "${tool}" >/dev/null 2>&1 || tp_fail "required tool '${tool}' not found in PATH"
+  done
+}
+
+# Creates the temp dir and installs the cleanup trap. Call once, first.
+tp_init() {
+  tp_require python3 openssl ss timeout turnutils_stunclient
+  TP_TMP="$(mktemp -d "${TMPDIR:-/tmp}/turnpike-it.XXXXXX")"
+  trap tp_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  tp_log "server under test: ${SERVER}; temp dir ${TP_TMP}"
+}
+
+tp_cleanup() {
+  local rc=$?
+  local pid
+  for pid in "${TP_PIDS[@]}"; do
+    tp_kill_tree "${pid}"
+  done
+  for pid in "${TP_PIDS[@]}"; do
+    wait "${pid}" 2>/dev/null
+  done
+  [[ -n "${TP_RANGE_LOCK}" ]] && rm -rf "${TP_RANGE_LOCK}"
+  if [[ ${rc} -ne 0 || ${TP_FAILED} -ne 0 ]]; then
+    if [[ -n "${TP_SERVER_LOG}" && -f "${TP_SERVER_LOG}" ]]; then
+      echo "---- last 40 lines of server log ${TP_SERVER_LOG} ----" >&2
+      tail -n 40 "${TP_SERVER_LOG}" >&2
+    fi
+    echo "(temp dir kept: ${TP_TMP})" >&2
+  elif [[ -n "${TP_TMP}" && "${TP_KEEP_TMP:-0}" != 1 ]]; then
+    rm -rf "${TP_TMP}"
+  fi
+  return ${rc}
+}
+
+# Prints pid $1 and all its descendants, parents first.
+tp_descendants() {
+  local child
+  echo "$1"
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    tp_descendants "${child}"
+  done
+}
+
+# SIGKILLs process $1 and everything below it (node's Chromium runs in its own process group,
+# so killing a group would miss it). The tree is stopped first and listed again, so nothing can
+# fork a child that escapes the list or be re-parented away from it before the kill.
+tp_kill_tree() {
+  local pids
+  pids="$(tp_descendants "$1")"
+  # shellcheck disable=SC2086  # one pid per word
+  kill -STOP ${pids} 2>/dev/null
+  pids="$(tp_descendants "$1")"
+  # shellcheck disable=SC2086
+  kill -KILL ${pids} 2>/dev/null
+}
+
+# Remembers a background pid so the cleanup trap kills it.
+tp_track() { TP_PIDS+=("$1"); }
+
+tp_untrack() {
+  local keep=() pid
+  for pid in "${TP_PIDS[@]}"; do
+    [[ "${pid}" != "$1" ]] && keep+=("${pid}")
+  done
+  TP_PIDS=("${keep[@]}")
+}
+
+# Prints a UDP port that is free on 127.0.0.1 right now (the kernel picks it), e.g. for a peer.
+tp_free_udp_port() {
+  python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# Waits until process $2 has a UDP socket bound to 127.0.0.1:$1 (deadline $3 s, default 10).
+tp_wait_udp_bound() {
+  local port="$1" pid="$2" deadline=$(( SECONDS + ${3:-10} ))
+  until [[ -n "$(ss -Hnuln "sport = :${port}" 2>/dev/null)" ]]; do
+    kill -0 "${pid}" 2>/dev/null || tp_fail "process ${pid} exited before binding UDP port ${port}"
+    (( SECONDS < deadline )) || tp_fail "nothing bound UDP port ${port} within the deadline"
+    sleep 0.05  # poll interval
+  done
+}
+
+# Starts coturn's turnutils_peer (a UDP echo peer) on 127.0.0.1 and waits until it is bound.
+# Sets TP_PEER_PORT.
+tp_start_peer() {
+  tp_require turnutils_peer
+  TP_PEER_PORT="$(tp_free_udp_port)" || tp_fail "no free port for the peer"
+  turnutils_peer -L "${TP_HOST}" -p "${TP_PEER_PORT}" >"${TP_TMP}/peer-${TP_PEER_PORT}.log" 2>&1 &
+  local pid=$!
+  tp_track "${pid}"
+  tp_wait_udp_bound "${TP_PEER_PORT}" "${pid}"
+  tp_log "turnutils_peer (pid ${pid}) echoes on ${TP_HOST}:${TP_PEER_PORT}"
+}
+
+# Picks the ports for one server in a single python3 run (python's start-up is the slow part):
+#  - a listening port free for both UDP and TCP on 127.0.0.1 (the TURN listener takes both);
+#    the kernel picks it (bind to port 0), so parallel tests do not collide;
+#  - a relay range of TP_RANGE_SIZE ports whose UDP ports are all free right now and that no
+#    other interop test holds (an atomic mkdir per range start, owned by this shell's pid; a
+#    range whose owner died is taken back).
+# Sets TP_PORT, TP_MIN_PORT, TP_MAX_PORT, TP_RANGE_LOCK.
+tp_pick_ports() {
+  mkdir -p "${TP_RANGE_LOCK_DIR}"
+  local out
+  out="$(python3 - "${TP_RANGE_LOCK_DIR}" "$$" "${TP_RANGE_LOW}" "${TP_RANGE_HIGH}" \
+      "${TP_RANGE_SIZE}" "${TP_MIN_PORT}" <<'EOF'
+import os, random, shutil, socket, sys
+
+lock_dir, owner = sys.argv[1], sys.argv[2]
+low, high, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+have_range = sys.argv[6] != ""
+
+def udp_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+def pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+def listening_port():
+    for _ in range(100):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+    sys.exit("no free listening port")
+
+def relay_range():
+    starts = list(range(low, high - size + 1, size))
+    random.shuffle(starts)
+    for base in starts:
+        path = os.path.join(lock_dir, str(base))
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            try:
+                with open(os.path.join(path, "pid")) as f:
+                    holder = f.read().strip()
+            except OSError:
+                continue  # being created right now
+            if not pid_alive(holder):
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        with open(os.path.join(path, "pid"), "w") as f:
+            f.write(owner)
+        if all(udp_free(p) for p in range(base, base + size)):
+            return base, path
+        shutil.rmtree(path, ignore_errors=True)
+    sys.exit("no free relay port range")
+
+port = listening_port()
+if have_range:
+    print(port)
+else:
+    base, path = relay_range()
+    print(port, base, base + size - 1, path)
+EOF
+  )" || tp_fail "could not pick free ports: ${out}"
+  local fields=()
+  read -r -a fields <<<"${out}"
+  TP_PORT="${fields[0]}"
+  if [[ -z "${TP_MIN_PORT}" ]]; then
+    TP_MIN_PORT="${fields[1]}"
+    TP_MAX_PORT="${fields[2]}"
+    TP_RANGE_LOCK="${fields[3]}"
+  fi
+}
+
+# Prints the server command line (one argument per line) for $SERVER with listening port $1.
+tp_server_argv() {
+  local port="$1"
+  local common=(
+    "--listening-ip=${TP_HOST}" "--listening-port=${port}" "--relay-ip=${TP_HOST}"
+    "--min-port=${TP_MIN_PORT}" "--max-port=${TP_MAX_PORT}" "--realm=${TP_REALM}"
+    "--use-auth-secret" "--static-auth-secret=${TP_SECRET}" "--allow-loopback-peers"
+    "--log-file=stdout" "--verbose"
+  )
+  case "${SERVER}" in
+    coturn)
+      # coturn would otherwise also open its telnet CLI on fixed port 5766, TLS/DTLS on 5349
+      # and an RFC 5780 alternate port: fixed ports break running tests in parallel.
+      printf '%s\n' "${TURNSERVER:-turnserver}" "${common[@]}" \
+        --no-cli --no-tls --no-dtls --no-rfc5780 --simple-log
+      ;;
+    turnpiked)
+      printf '%s\n' "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" "${common[@]}" \
+        "--worker-threads=${TP_WORKER_THREADS:-2}"
+      ;;
+    *)
+      tp_fail "SERVER must be 'coturn' or 'turnpiked', not '${SERVER}'"
+      ;;
+  esac
+}
+
+# Sends one STUN Binding request to 127.0.0.1:$1; succeeds if a Binding success response came.
+tp_stun_ping() {
+  timeout "${TP_PING_TIMEOUT:-2}" turnutils_stunclient "${TP_HOST}" -p "$1" 2>&1 | grep -q "reflexive addr"
+}
+
+# Starts the server under test with a fresh listening port and relay range plus any extra
+# arguments given, and waits (deadline TP_START_DEADLINE seconds, default 20) until it answers a
+# STUN Binding. Sets TP_PORT, TP_SERVER_PID, TP_SERVER_LOG.
+tp_start_server() {
+  [[ -n "${TP_TMP}" ]] || tp_fail "tp_init was not called"
+  tp_pick_ports
+  local argv=()
+  mapfile -t argv < <(tp_server_argv "${TP_PORT}")
+  [[ -x "${argv[0]}" ]] || command -v "${argv[0]}" >/dev/null 2>&1 ||
+    tp_fail "server binary '${argv[0]}' not found (build it, or set TURNPIKED / SERVER)"
+  TP_SERVER_LOG="${TP_TMP}/server-${TP_PORT}.log"
+  tp_log "starting: ${argv[*]} $*"
+  "${argv[@]}" "$@" >"${TP_SERVER_LOG}" 2>&1 &
+  TP_SERVER_PID=$!
+  tp_track "${TP_SERVER_PID}"
+  local deadline=$(( SECONDS + ${TP_START_DEADLINE:-20} ))
+  while (( SECONDS < deadline )); do
+    if ! kill -0 "${TP_SERVER_PID}" 2>/dev/null; then
+      wait "${TP_SERVER_PID}"
+      tp_fail "${SERVER} exited during start-up (exit status $?)"
+    fi
+    if tp_stun_ping "${TP_PORT}"; then
+      tp_log "${SERVER} (pid ${TP_SERVER_PID}) answers STUN on ${TP_HOST}:${TP_PORT}," \
+        "relay ports ${TP_MIN_PORT}-${TP_MAX_PORT}"
+      return 0
+    fi
+    sleep 0.1  # poll interval between Binding attempts, not a wait for readiness
+  done
+  tp_fail "${SERVER} did not answer a STUN Binding on ${TP_HOST}:${TP_PORT} within the deadline"
+}
+
+# Checks the server is still running and still answers STUN.
+tp_check_server_alive() {
+  kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "${SERVER} is no longer running"
+  tp_stun_ping "${TP_PORT}" || tp_fail "${SERVER} no longer answers STUN Binding"
+}
+
+# Sends SIGTERM and requires a clean exit (status 0; see below for coturn) within TP_STOP_DEADLINE seconds (default 10).
+tp_stop_server() {
+  local pid="${TP_SERVER_PID}"
+  [[ -n "${pid}" ]] || return 0
+  kill -0 "${pid}" 2>/dev/null || tp_fail "${SERVER} had already exited before SIGTERM"
+  kill -TERM "${pid}"
+  local deadline=$(( SECONDS + ${TP_STOP_DEADLINE:-10} ))
+  while kill -0 "${pid}" 2>/dev/null; do
+    # A zombie still answers kill -0; it has exited, wait reaps it below.
+    [[ "$(ps -o stat= -p "${pid}" 2>/dev/null)" == Z* ]] && break
+    (( SECONDS < deadline )) || tp_fail "${SERVER} did not exit within ${TP_STOP_DEADLINE:-10}s of SIGTERM"
+    sleep 0.1
+  done
+  local status=0
+  wait "${pid}" || status=$?
+  tp_untrack "${pid}"
+  TP_SERVER_PID=""
+  # coturn 4.6 has no SIGTERM handler and dies by the signal (status 143); that is the reference
+  # behaviour, not a test failure. turnpiked handles SIGTERM and must exit 0.
+  if [[ ${status} -ne 0 && ! ( "${SERVER}" == coturn && ${status} -eq 143 ) ]]; then
+    tp_fail "${SERVER} exited with status ${status} after SIGTERM (want 0)"
+  fi
+  tp_log "${SERVER} exited cleanly on SIGTERM"
+}
+
+# TURN REST API credentials (draft-uberti-behave-turn-rest, as coturn's --use-auth-secret):
+# username = "<expiry unix time>:<user>", password = base64(HMAC-SHA1(secret, username)).
+# Sets TP_USERNAME and TP_PASSWORD. Args: [user] [ttl seconds] [secret].
+tp_mint_credentials() {
+  local user="${1:-user}" ttl="${2:-3600}" secret="${3:-${TP_SECRET}}"
+  TP_USERNAME="$(( $(date +%s) + ttl )):${user}"
+  TP_PASSWORD="$(printf '%s' "${TP_USERNAME}" |
+    openssl dgst -sha1 -hmac "${secret}" -binary | openssl base64 -A)"
+  [[ -n "${TP_PASSWORD}" ]] || tp_fail "could not compute the REST password with openssl"
+}

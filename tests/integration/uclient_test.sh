@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# End-to-end relay test with coturn's own test client (turnutils_uclient) and echo peer
+# (turnutils_peer) against the server under test ($SERVER: turnpiked or coturn).
+#
+# Usage: uclient_test.sh [MODE]
+#   channel   (default) RTP/RTCP-like flows over ChannelData (RFC 8656 12), REST credentials
+#             minted by uclient itself from the shared secret (-W)
+#   userpass  same, with REST credentials minted here (openssl) and given as -u/-w
+#   send      Send/Data indications instead of channels (-s, RFC 8656 10 and 11)
+#   c2c       client to client through two relays (-y): both ends are TURN allocations
+#   negative  bad ChannelBind channel numbers (-N) must get 400, fuzzed requests (-R) must not
+#             hurt the server, wrong-secret and expired credentials must not get an allocation;
+#             then a normal channel run must still pass and the server must exit cleanly
+#
+# A run passes only if uclient exits 0, every relayed address it got is 127.0.0.1 inside the
+# server's relay range, it received something, received exactly what it sent, and its summary
+# says "Total lost packets 0".
+set -u
+. "$(dirname "$0")/lib.sh"
+
+MODE="${1:-channel}"
+CLIENTS="${UCLIENT_CLIENTS:-10}"
+MESSAGES="${UCLIENT_MESSAGES:-50}"
+LENGTH="${UCLIENT_LENGTH:-170}"
+RUN_DEADLINE="${UCLIENT_DEADLINE:-60}"
+
+tp_require turnutils_uclient turnutils_peer
+
+# Runs uclient with the given extra flags against the server and the echo peer; output in $1.
+run_uclient() {
+  local out="$1"
+  shift
+  local rc=0
+  tp_log "turnutils_uclient $* (-m ${CLIENTS} -n ${MESSAGES} -l ${LENGTH})"
+  timeout "${RUN_DEADLINE}" turnutils_uclient -v "$@" -e "${TP_HOST}" -r "${TP_PEER_PORT}" \
+    -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" "${TP_HOST}" \
+    >"${out}" 2>&1 || rc=$?
+  return ${rc}
+}
+
+# Checks a finished uclient run's output: relay addresses, totals, zero loss.
+check_uclient_output() {
+  local out="$1" what="$2"
+  local relays bad send_msgs recv_msgs send_bytes recv_bytes lost
+  relays="$(grep -oE 'Received relay addr: [0-9.]+:[0-9]+' "${out}" | awk '{print $4}')"
+  [[ -n "${relays}" ]] || tp_fail "${what}: uclient reported no relayed address"
+  bad="$(awk -F: -v lo="${TP_MIN_PORT}" -v hi="${TP_MAX_PORT}" \
+    '$1 != "127.0.0.1" || $2 < lo || $2 > hi' <<<"${relays}")"
+  [[ -z "${bad}" ]] ||
+    tp_fail "${what}: relayed address(es) outside 127.0.0.1:${TP_MIN_PORT}-${TP_MAX_PORT}: ${bad}"
+  local n_relays
+  n_relays="$(wc -l <<<"${relays}")"
+  (( n_relays >= CLIENTS )) || tp_fail "${what}: only ${n_relays} allocations for ${CLIENTS} clients"
+
+  # The final totals are the start_mclient lines without "msz=" (those are progress lines).
+  local totals bytes_line
+  totals="$(grep -E 'start_mclient: tot_send_msgs=' "${out}" | tail -n 1)"
+  bytes_line="$(grep -E 'start_mclient: tot_send_bytes ~' "${out}" | tail -n 1)"
+  lost="$(grep -oE 'Total lost packets [0-9]+' "${out}" | tail -n 1 | awk '{print $4}')"
+  [[ -n "${totals}" && -n "${bytes_line}" && -n "${lost}" ]] ||
+    tp_fail "${what}: uclient printed no final summary (see ${out})"
+  send_msgs="$(sed -E 's/.*tot_send_msgs=([0-9]+).*/\1/' <<<"${totals}")"
+  recv_msgs="$(sed -E 's/.*tot_recv_msgs=([0-9]+).*/\1/' <<<"${totals}")"
+  send_bytes="$(sed -E 's/.*tot_send_bytes ~ ([0-9]+).*/\1/' <<<"${bytes_line}")"
+  recv_bytes="$(sed -E 's/.*tot_recv_bytes ~ ([0-9]+).*/\1/' <<<"${bytes_line}")"
+  echo "${what}: sent ${send_msgs} msgs / ${send_bytes} bytes, received ${recv_msgs} msgs /" \
+    "${recv_bytes} bytes, lost ${lost}, ${n_relays} relayed addresses"
+  (( recv_msgs > 0 )) || tp_fail "${what}: nothing was relayed (received 0 messages)"
+  (( send_msgs >= CLIENTS * MESSAGES )) ||
+    tp_fail "${what}: sent only ${send_msgs} of at least $(( CLIENTS * MESSAGES )) messages"
+  (( lost == 0 )) || tp_fail "${what}: ${lost} packets lost"
+  (( recv_msgs == send_msgs )) || tp_fail "${what}: received ${recv_msgs} != sent ${send_msgs}"
+  (( recv_bytes == send_bytes && recv_bytes == send_msgs * LENGTH )) ||
+    tp_fail "${what}: byte totals wrong: sent ${send_bytes}, received ${recv_bytes}," \
+      "expected ${send_msgs} x ${LENGTH}"
+}
+
+# A positive run: uclient must exit 0 and its output must pass check_uclient_output.
+positive_run() {
+  local what="$1"
+  shift
+  local out="${TP_TMP}/uclient-${what}.log" rc=0
+  run_uclient "${out}" "$@" || rc=$?
+  if (( rc != 0 )); then
+    echo "---- last 20 lines of uclient output ----" >&2
+    tail -n 20 "${out}" >&2
+    (( rc == 124 )) && tp_fail "${what}: uclient did not finish within ${RUN_DEADLINE}s"
+    tp_fail "${what}: uclient exited with status ${rc}"
+  fi
+  check_uclient_output "${out}" "${what}"
+}
+
+# Credentials that must not get an allocation: uclient must fail and report it.
+rejected_run() {
+  local what="$1"
+  shift
+  local out="${TP_TMP}/uclient-${what}.log" rc=0
+  local saved_clients="${CLIENTS}" saved_messages="${MESSAGES}"
+  CLIENTS=1 MESSAGES=5
+  run_uclient "${out}" "$@" || rc=$?
+  CLIENTS="${saved_clients}" MESSAGES="${saved_messages}"
+  (( rc != 124 )) || tp_fail "${what}: uclient hung instead of being refused"
+  (( rc != 0 )) || tp_fail "${what}: uclient succeeded with credentials that must be refused"
+  grep -q 'Cannot complete Allocation' "${out}" ||
+    tp_fail "${what}: uclient failed (status ${rc}) but not by a refused Allocate (see ${out})"
+  if grep -q 'Received relay addr' "${out}"; then
+    tp_fail "${what}: the server handed out a relayed address"
+  fi
+  echo "${what}: refused as expected (uclient status ${rc})"
+}
+
+negative_tests() {
+  # -N: ChannelBind with random channel numbers. Numbers outside the valid range and rebinding a
+  # peer to a second channel must both be answered with 400 (RFC 8656 11.2); uclient gives up on
+  # the first error.
+  local out="${TP_TMP}/uclient-negative-N.log" rc=0
+  run_uclient "${out}" -N -W "${TP_SECRET}" || rc=$?
+  (( rc != 124 )) || tp_fail "-N: uclient hung (no answer to a bad ChannelBind?)"
+  grep -qE 'channel bind: error 400' "${out}" ||
+    tp_fail "-N: no ChannelBind was answered with 400 (uclient status ${rc}, see ${out})"
+  echo "-N: bad ChannelBinds answered with 400 ($(grep -c 'channel bind: error 400' "${out}") seen)"
+  tp_check_server_alive
+
+  # -R: uclient overwrites random bytes in about one request in ten. uclient itself often waits
+  # forever for an answer to a request the server rightly dropped, so its outcome is not judged:
+  # the server must survive and keep serving. Two concurrent runs with different shapes.
+  local pids=() p i=0
+  # Line-buffered so the log survives the timeout's SIGTERM.
+  timeout 10 stdbuf -oL turnutils_uclient -v -R -W "${TP_SECRET}" -e "${TP_HOST}" \
+    -r "${TP_PEER_PORT}" -p "${TP_PORT}" -m 5 -n 20 -l "${LENGTH}" "${TP_HOST}" \
+    >"${TP_TMP}/uclient-R1.log" 2>&1 &
+  pids+=($!)
+  timeout 10 stdbuf -oL turnutils_uclient -v -R -s -W "${TP_SECRET}" -e "${TP_HOST}" \
+    -r "${TP_PEER_PORT}" -p "${TP_PORT}" -m 3 -n 20 -l 60 "${TP_HOST}" \
+    >"${TP_TMP}/uclient-R2.log" 2>&1 &
+  pids+=($!)
+  for p in "${pids[@]}"; do tp_track "${p}"; done
+  for p in "${pids[@]}"; do
+    i=$(( i + 1 ))
+    rc=0
+    wait "${p}" || rc=$?
+    tp_untrack "${p}"
+    # Vacuous if the fuzzer never got going: it must at least have been answered once.
+    grep -q 'response received' "${TP_TMP}/uclient-R${i}.log" ||
+      tp_fail "-R run ${i}: the server never answered the fuzzing client"
+    echo "-R run ${i}: $(grep -cE ' sent$' "${TP_TMP}/uclient-R${i}.log") requests sent," \
+      "$(grep -c 'response received' "${TP_TMP}/uclient-R${i}.log") answered;" \
+      "uclient status ${rc} (not judged)"
+  done
+  tp_check_server_alive
+
+  # REST credentials signed with the wrong secret, and ones whose expiry has passed.
+  tp_mint_credentials mallory 3600 "not-the-${TP_SECRET}"
+  rejected_run wrong-secret -u "${TP_USERNAME}" -w "${TP_PASSWORD}"
+  tp_mint_credentials late -60
+  rejected_run expired -u "${TP_USERNAME}" -w "${TP_PASSWORD}"
+  tp_check_server_alive
+
+  # After all that, ordinary service.
+  positive_run channel-after-negative -W "${TP_SECRET}"
+}
+
+tp_init
+tp_start_server
+tp_start_peer
+
+case "${MODE}" in
+  channel)
+    positive_run channel -W "${TP_SECRET}"
+    ;;
+  userpass)
+    tp_mint_credentials alice
+    positive_run userpass -u "${TP_USERNAME}" -w "${TP_PASSWORD}"
+    ;;
+  send)
+    positive_run send -s -W "${TP_SECRET}"
+    ;;
+  c2c)
+    positive_run c2c -y -W "${TP_SECRET}"
+    ;;
+  negative)
+    negative_tests
+    ;;
+  *)
+    tp_fail "unknown mode '${MODE}' (channel, userpass, send, c2c, negative)"
+    ;;
+esac
+
+tp_check_server_alive
+tp_stop_server
+echo "PASS: uclient ${MODE} against ${SERVER}"
