@@ -212,10 +212,14 @@ class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
     FILE* old = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      // Flush under the lock: a buffer left in the old stream could end in half a line, and
+      // closing it later would append that half after lines the new stream wrote (same file
+      // when it was not renamed), tearing a line in two.
+      std::fflush(file_);
       old = file_;
       file_ = fresh;
     }
-    std::fclose(old);  // flushes what was buffered into the renamed file
+    std::fclose(old);
     return absl::OkStatus();
   }
 

@@ -71,7 +71,7 @@ Authenticator::Authenticator(const ServerConfig& config, std::span<const uint8_t
       open_(config.no_auth),
       use_auth_secret_(config.use_auth_secret),
       secrets_(config.static_auth_secrets),
-      stale_nonce_seconds_(config.stale_nonce_seconds == 0 ? 600 : config.stale_nonce_seconds) {
+      stale_nonce_seconds_(config.stale_nonce_seconds) {
   std::memcpy(nonce_secret_.data(), nonce_secret.data(),
               std::min(nonce_secret.size(), nonce_secret_.size()));
   for (const StaticUser& u : config.users) {
@@ -170,7 +170,9 @@ Authenticator::NonceCheck Authenticator::CheckNonce(std::string_view nonce,
     return NonceCheck::kInvalid;
   }
   uint32_t now = static_cast<uint32_t>(now_s);
-  if (now - issued >= stale_nonce_seconds_) {  // unsigned: a future time is stale too
+  // stale-nonce=0 means nonces never expire, as in coturn (the config warns about it).
+  if (stale_nonce_seconds_ != 0 && now - issued >= stale_nonce_seconds_) {
+    // unsigned arithmetic: a time in the future counts as stale too
     return NonceCheck::kStale;
   }
   return NonceCheck::kOk;

@@ -84,7 +84,7 @@ class Authenticator {
   bool open_ = false;
   bool use_auth_secret_ = false;
   std::vector<std::string> secrets_;
-  uint32_t stale_nonce_seconds_;
+  uint32_t stale_nonce_seconds_;  // 0: never stale
   std::array<uint8_t, 32> nonce_secret_{};
   absl::flat_hash_map<std::string, User> users_;
   absl::flat_hash_map<std::string, const User*> by_userhash_;  // 32-byte binary key

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_format.h"
 #include "dataplane/uring/uring_worker.h"
+#include "dataplane/uring/socket_buffers.h"
 #include "spdlog/spdlog.h"
 
 namespace turnpike::dataplane {
@@ -100,6 +101,9 @@ absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::stri
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (reuseport) {
+    SizeSocketBuffers(fd, kListenerRcvBuf, kListenerSndBuf);
+  }
   if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
     const int err = errno;
     close(fd);

@@ -1,5 +1,6 @@
 // io_uring worker loop; see uring_worker.h for the data flow.
 #include "dataplane/uring/uring_worker.h"
+#include "dataplane/uring/socket_buffers.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -279,6 +280,7 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  SizeSocketBuffers(fd, kRelayRcvBuf, kRelaySndBuf);
   // Let the kernel fragment rather than fail sends on a cached path MTU, unless the client asks
   // for DONT-FRAGMENT (SetDontFragment).
   const int pmtu = IP_PMTUDISC_DONT;

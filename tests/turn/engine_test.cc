@@ -313,6 +313,17 @@ TEST_F(EngineTest, StaleNonceIs438WithFreshNonce) {
   EXPECT_EQ(msg->message_class(), MessageClass::kSuccessResponse);
 }
 
+TEST_F(EngineTest, StaleNonceZeroMeansNoExpiry) {
+  config_.stale_nonce_seconds = 0;  // coturn's meaning: unlimited nonce lifetime
+  Build();
+  std::string user = Username();
+  std::string nonce = Nonce();
+  Advance(100000);
+  auto sent = FromClient(Request(Method::kAllocate, UdpTransport, user, nonce, KeyFor(user)));
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+  EXPECT_EQ(msg->message_class(), MessageClass::kSuccessResponse);
+}
+
 TEST_F(EngineTest, NonceIsBoundToClientAddress) {
   std::string user = Username();
   std::string nonce = Nonce(Addr("203.0.113.5:40000"));
