@@ -802,7 +802,8 @@ TEST_F(EngineTest, BidDownOfPasswordAlgorithmsIs400) {
   b.AddString(attr::kNonce, nonce);
   b.AddMessageIntegrity(key);
   buf.resize(b.size());
-  auto msg = MessageView::Parse(FromClient(buf).at(0).bytes, nullptr);
+  auto sent = FromClient(buf);
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
   EXPECT_EQ(msg->FindErrorCode(), 400);
 }
 
