@@ -112,7 +112,9 @@ void PrintDevCredentials(const ServerConfig& config, const SocketAddress& server
       "  username:           %s   (valid 24 h)\n"
       "  password:           %s\n"
       "  realm:              %s\n"
-      "  try:  turnutils_uclient -u %s -w %s -p %d %s\n"
+      "  try:  turnutils_uclient -y -u %s -w %s -p %d %s\n"
+      "        (-y: two clients talk through their relayed addresses; those must be allowed\n"
+      "        peers, as loopback is with allow-loopback-peers)\n"
       "  (set static-auth-secret, or user=NAME:PASSWORD with lt-cred-mech, to keep credentials)\n",
       secret, username, password, config.realm, ShellQuote(username), ShellQuote(password),
       server.port, server.ip.ToString());
