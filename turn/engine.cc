@@ -147,7 +147,7 @@ Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeSta
   by_tuple_.reserve(options.max_allocations);
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  SetNow(uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec));
+  SetNow(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec));
   // Data indications need a transaction ID; any value works (RFC 8656 11.3), so a per-worker
   // prefix and a counter avoid a random draw per packet.
   indication_tid_[0] = static_cast<uint8_t>(options.worker_index);
