@@ -43,6 +43,26 @@ std::string_view ReasonPhrase(int code) {
   }
 }
 
+// How each failed authentication is counted and answered (RFC 8489 9.2.4).
+struct AuthOutcome {
+  AuthFailure failure;
+  int code;
+};
+AuthOutcome OutcomeOf(AuthResult::Status status) {
+  using S = AuthResult::Status;
+  switch (status) {
+    case S::kBadIntegrity: return {AuthFailure::kBadIntegrity, 401};
+    case S::kUnknownUser: return {AuthFailure::kUnknownUser, 401};
+    case S::kExpired: return {AuthFailure::kExpiredUsername, 401};
+    case S::kStaleNonce: return {AuthFailure::kStaleNonce, 438};
+    case S::kBadRequest: return {AuthFailure::kBadRequest, 400};
+    case S::kChallenge:
+    case S::kOk:
+      break;
+  }
+  return {AuthFailure::kMissingCredentials, 401};
+}
+
 AllocateResult ResultFor(int code) {
   switch (code) {
     case 400: case 420: return AllocateResult::kBadRequest;
@@ -276,7 +296,12 @@ void Engine::HandleChannelData(std::span<const uint8_t> data, const FiveTuple& t
     counters_.Drop(DropReason::kUnknownChannel);
     return;
   }
-  if (!ChargeBandwidth(alloc->to_peer_bucket, cd->payload.size())) {
+  RelayToPeer(*alloc, ch->peer, cd->payload, tx);
+}
+
+void Engine::RelayToPeer(Allocation& alloc, const SocketAddress& peer,
+                         std::span<const uint8_t> payload, TxBatch& tx) {
+  if (!ChargeBandwidth(alloc.to_peer_bucket, payload.size())) {
     counters_.Drop(DropReason::kBandwidth);
     return;
   }
@@ -285,16 +310,16 @@ void Engine::HandleChannelData(std::span<const uint8_t> data, const FiveTuple& t
     counters_.Drop(DropReason::kTxFull);
     return;
   }
-  d->socket = alloc->relay_socket;
-  d->dst = ch->peer;
+  d->socket = alloc.relay_socket;
+  d->dst = peer;
   d->head_len = 0;
   d->tail_pad = 0;
-  d->body = cd->payload.data();
-  d->body_len = static_cast<uint32_t>(cd->payload.size());
+  d->body = payload.data();
+  d->body_len = static_cast<uint32_t>(payload.size());
   ++counters_.to_peer_packets;
-  counters_.to_peer_bytes += cd->payload.size();
-  ++alloc->to_peer_packets;
-  alloc->to_peer_bytes += cd->payload.size();
+  counters_.to_peer_bytes += payload.size();
+  ++alloc.to_peer_packets;
+  alloc.to_peer_bytes += payload.size();
 }
 
 void Engine::HandleSendIndication(const MessageView& msg, Allocation* alloc, TxBatch& tx) {
@@ -314,25 +339,7 @@ void Engine::HandleSendIndication(const MessageView& msg, Allocation* alloc, TxB
     counters_.Drop(DropReason::kNoPermission);
     return;
   }
-  if (!ChargeBandwidth(alloc->to_peer_bucket, data->size())) {
-    counters_.Drop(DropReason::kBandwidth);
-    return;
-  }
-  TxDesc* d = tx.Next();
-  if (d == nullptr) {
-    counters_.Drop(DropReason::kTxFull);
-    return;
-  }
-  d->socket = alloc->relay_socket;
-  d->dst = *peer;
-  d->head_len = 0;
-  d->tail_pad = 0;
-  d->body = data->data();
-  d->body_len = static_cast<uint32_t>(data->size());
-  ++counters_.to_peer_packets;
-  counters_.to_peer_bytes += data->size();
-  ++alloc->to_peer_packets;
-  alloc->to_peer_bytes += data->size();
+  RelayToPeer(*alloc, *peer, *data, tx);
 }
 
 bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
@@ -373,34 +380,15 @@ void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTup
   }
 
   req.auth = auth_.Check(msg, tuple.client, now_s_, static_cast<uint64_t>(::time(nullptr)));
-  using S = AuthResult::Status;
-  switch (req.auth.status) {
-    case S::kOk:
-      break;
-    case S::kChallenge:
-      counters_.AuthFail(AuthFailure::kMissingCredentials);
-      SendChallenge(req, 401);
-      return;
-    case S::kBadIntegrity:
-      counters_.AuthFail(AuthFailure::kBadIntegrity);
-      SendChallenge(req, 401);
-      return;
-    case S::kUnknownUser:
-      counters_.AuthFail(AuthFailure::kUnknownUser);
-      SendChallenge(req, 401);
-      return;
-    case S::kExpired:
-      counters_.AuthFail(AuthFailure::kExpiredUsername);
-      SendChallenge(req, 401);
-      return;
-    case S::kStaleNonce:
-      counters_.AuthFail(AuthFailure::kStaleNonce);
-      SendChallenge(req, 438);
-      return;
-    case S::kBadRequest:
-      counters_.AuthFail(AuthFailure::kBadRequest);
-      SendError(req, 400);
-      return;
+  if (req.auth.status != AuthResult::Status::kOk) {
+    const AuthOutcome outcome = OutcomeOf(req.auth.status);
+    counters_.AuthFail(outcome.failure);
+    if (outcome.code == 400) {
+      SendError(req, 400);  // no REALM/NONCE: the request was malformed, not unauthenticated
+    } else {
+      SendChallenge(req, outcome.code);
+    }
+    return;
   }
 
   // RFC 8489 6.3.1: unknown comprehension-required attributes -> 420, after authentication.

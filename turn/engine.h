@@ -127,6 +127,10 @@ class Engine {
   void HandleChannelBind(Request& req, Allocation* alloc);
   void HandleSendIndication(const stun::MessageView& msg, Allocation* alloc, TxBatch& tx);
   void HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple, TxBatch& tx);
+  // The client -> peer step both ChannelData and Send indications end in: bandwidth, one TX
+  // descriptor whose body is the payload in place, counters.
+  void RelayToPeer(Allocation& alloc, const SocketAddress& peer, std::span<const uint8_t> payload,
+                   TxBatch& tx);
 
   // Responses go into the next TX descriptor's head; FinishResponse adds integrity (with the
   // request's key and algorithm) and FINGERPRINT (when the request had one).
