@@ -94,7 +94,7 @@ Authenticator::Authenticator(const ServerConfig& config, std::span<const uint8_t
   }
   for (const auto& [name, user] : users_) {
     auto hash = stun::UserHash(name, realm_);
-    by_userhash_[std::string(reinterpret_cast<const char*>(hash.data()), hash.size())] = &user;
+    by_userhash_[std::string(reinterpret_cast<const char*>(hash.data()), hash.size())] = name;
   }
 }
 
@@ -318,7 +318,7 @@ AuthResult Authenticator::Check(const MessageView& request, const SocketAddress&
       result.status = AuthResult::Status::kUnknownUser;
       return result;
     }
-    name = it->second->name;
+    name = it->second;
   }
   result.username = name;
   KeyFor(name, alg, request, &result, wall_s);

@@ -87,7 +87,8 @@ class Authenticator {
   uint32_t stale_nonce_seconds_;  // 0: never stale
   std::array<uint8_t, 32> nonce_secret_{};
   absl::flat_hash_map<std::string, User> users_;
-  absl::flat_hash_map<std::string, const User*> by_userhash_;  // 32-byte binary key
+  // 32-byte binary USERHASH -> user name. Names, not pointers: flat_hash_map moves its values.
+  absl::flat_hash_map<std::string, std::string> by_userhash_;
 };
 
 }  // namespace turnpike::turn

@@ -89,6 +89,7 @@ struct Engine::Allocation {
     uint64_t expires_s;
   };
   bool in_use = false;
+  uint32_t generation = 0;  // bumped each time the slot is taken
   FiveTuple tuple;
   SocketId listener = kInvalidSocket;
   SocketId relay_socket = kInvalidSocket;
@@ -153,7 +154,7 @@ struct Engine::Request {
 
 Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeState* node,
                RelayTransport* relays)
-    : config_(config),
+    : config_(&config),
       options_(options),
       node_(node),
       relays_(relays),
@@ -343,15 +344,15 @@ void Engine::HandleSendIndication(const MessageView& msg, Allocation* alloc, TxB
 }
 
 bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
-  if (config_.max_bps == 0) {
+  if (config_->max_bps == 0) {
     return true;
   }
   // Refill at max-bps bytes per second, holding at most one second's worth.
   uint64_t elapsed = now_ns_ - bucket.last_ns;
   bucket.last_ns = now_ns_;
-  __uint128_t add = static_cast<__uint128_t>(elapsed) * config_.max_bps / 1'000'000'000;
+  __uint128_t add = static_cast<__uint128_t>(elapsed) * config_->max_bps / 1'000'000'000;
   bucket.tokens = static_cast<uint64_t>(
-      std::min<__uint128_t>(config_.max_bps, bucket.tokens + add));
+      std::min<__uint128_t>(config_->max_bps, bucket.tokens + add));
   if (bucket.tokens < bytes) {
     return false;
   }
@@ -498,10 +499,10 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
     return;
   }
 
-  uint32_t lifetime = config_.default_allocate_lifetime;
+  uint32_t lifetime = config_->default_allocate_lifetime;
   if (auto requested = msg.FindU32(attr::kLifetime)) {
-    lifetime = std::max(std::min(*requested, config_.max_allocate_lifetime),
-                        config_.default_allocate_lifetime);
+    lifetime = std::max(std::min(*requested, config_->max_allocate_lifetime),
+                        config_->default_allocate_lifetime);
   }
 
   if (free_slots_.empty()) {
@@ -580,7 +581,9 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
 
   free_slots_.pop_back();
   Allocation& alloc = slots_[tag];
+  const uint32_t generation = alloc.generation + 1;
   alloc = Allocation{};
+  alloc.generation = generation;
   alloc.in_use = true;
   alloc.tuple = req.tuple;
   alloc.listener = req.listener;
@@ -626,9 +629,9 @@ void Engine::HandleRefresh(Request& req, Allocation* alloc) {
       return;
     }
   }
-  uint32_t lifetime = config_.default_allocate_lifetime;
+  uint32_t lifetime = config_->default_allocate_lifetime;
   if (auto requested = msg.FindU32(attr::kLifetime)) {
-    lifetime = *requested == 0 ? 0 : std::min(*requested, config_.max_allocate_lifetime);
+    lifetime = *requested == 0 ? 0 : std::min(*requested, config_->max_allocate_lifetime);
   }
   if (lifetime == 0) {
     ++counters_.allocations_deleted;
@@ -679,7 +682,7 @@ void Engine::HandleCreatePermission(Request& req, Allocation* alloc) {
     return;
   }
   for (size_t i = 0; i < n; ++i) {
-    alloc->AddPermission(peers[i].ip, now_s_ + config_.permission_lifetime);
+    alloc->AddPermission(peers[i].ip, now_s_ + config_->permission_lifetime);
     ++counters_.permissions_created;
   }
   MessageBuilder b;
@@ -729,12 +732,12 @@ void Engine::HandleChannelBind(Request& req, Allocation* alloc) {
     return;
   }
   if (existing != nullptr) {
-    existing->expires_s = now_s_ + config_.channel_lifetime;
+    existing->expires_s = now_s_ + config_->channel_lifetime;
   } else {
-    alloc->channels.push_back({channel, *peer, now_s_ + config_.channel_lifetime});
+    alloc->channels.push_back({channel, *peer, now_s_ + config_->channel_lifetime});
     ++counters_.channels_bound;
   }
-  alloc->AddPermission(peer->ip, now_s_ + config_.permission_lifetime);
+  alloc->AddPermission(peer->ip, now_s_ + config_->permission_lifetime);
   MessageBuilder b;
   if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
     return;
@@ -758,7 +761,7 @@ bool Engine::StartResponse(Request& req, MessageClass cls, MessageBuilder* b) {
   d->tail_pad = 0;
   *b = MessageBuilder({d->head, TxDesc::kHeadCapacity}, req.msg.method(), cls,
                       req.msg.transaction_id());
-  if (config_.software_attribute) {
+  if (config_->software_attribute) {
     b->AddString(attr::kSoftware, kSoftware);
   }
   return true;
@@ -833,7 +836,9 @@ void Engine::Release(Allocation* alloc) {
   node_->ReturnPort(alloc->relay.ip, alloc->relay.port);
   node_->Leave(alloc->username);
   by_tuple_.erase(alloc->tuple);
+  const uint32_t generation = alloc->generation;
   *alloc = Allocation{};
+  alloc->generation = generation;
   free_slots_.push_back(tag);
 }
 
@@ -866,8 +871,75 @@ void Engine::CloseAll() {
   }
 }
 
+uint64_t Engine::AllocationId(const Allocation& alloc) const {
+  const uint64_t slot = static_cast<uint64_t>(&alloc - slots_.data());
+  return (uint64_t{options_.worker_index & 0xFF} << 56) | (uint64_t{alloc.generation} << 24) |
+         (slot & 0xFFFFFF);
+}
+
+void Engine::FillInfo(const Allocation& alloc, AllocationInfo* info) const {
+  auto left = [this](uint64_t expires_s) {
+    return static_cast<uint32_t>(expires_s > now_s_ ? expires_s - now_s_ : 0);
+  };
+  info->id = AllocationId(alloc);
+  info->tuple = alloc.tuple;
+  info->relay = alloc.relay;
+  info->advertised = Advertised(alloc.relay);
+  info->username = alloc.username;
+  info->lifetime_left_s = left(alloc.expires_s);
+  info->permissions.clear();
+  for (const auto& p : alloc.permissions) {
+    if (p.expires_s > now_s_) {
+      info->permissions.push_back({p.ip, left(p.expires_s)});
+    }
+  }
+  info->channels.clear();
+  for (const auto& c : alloc.channels) {
+    if (c.expires_s > now_s_) {
+      info->channels.push_back({c.number, c.peer, left(c.expires_s)});
+    }
+  }
+  info->to_peer_packets = alloc.to_peer_packets;
+  info->to_peer_bytes = alloc.to_peer_bytes;
+  info->to_client_packets = alloc.to_client_packets;
+  info->to_client_bytes = alloc.to_client_bytes;
+}
+
+void Engine::ListAllocations(std::vector<AllocationInfo>* out) const {
+  for (const auto& [tuple, slot] : by_tuple_) {
+    const Allocation& alloc = slots_[slot];
+    if (alloc.expires_s > now_s_) {
+      FillInfo(alloc, &out->emplace_back());
+    }
+  }
+}
+
+bool Engine::KillAllocation(uint64_t id) {
+  const uint32_t slot = static_cast<uint32_t>(id & 0xFFFFFF);
+  if (WorkerOf(id) != (options_.worker_index & 0xFF) || slot >= slots_.size()) {
+    return false;
+  }
+  Allocation& alloc = slots_[slot];
+  if (!alloc.in_use || AllocationId(alloc) != id) {
+    return false;
+  }
+  ++counters_.allocations_deleted;
+  SPDLOG_INFO("allocation of {} (user '{}', relay {}) ended by the control plane",
+              alloc.tuple.client.ToString(), alloc.username, alloc.relay.ToString());
+  Release(&alloc);
+  return true;
+}
+
+void Engine::Reconfigure(const ServerConfig& config) {
+  auto fresh = std::make_unique<ServerConfig>(config);
+  auth_ = Authenticator(*fresh, node_->nonce_secret());
+  peer_policy_ = PeerPolicy(*fresh);
+  config_ = fresh.get();
+  owned_config_ = std::move(fresh);
+}
+
 SocketAddress Engine::Advertised(const SocketAddress& relay) const {
-  for (const ExternalIp& ext : config_.external_ips) {
+  for (const ExternalIp& ext : config_->external_ips) {
     if (ext.has_private ? ext.private_ip == relay.ip
                         : ext.public_ip.family == relay.ip.family) {
       return {ext.public_ip, relay.port};

@@ -79,6 +79,31 @@ class RelayTransport {
   }
 };
 
+// One allocation as the control plane sees it (REST API). Times are seconds from now.
+struct AllocationInfo {
+  struct Permission {
+    IpAddress ip;
+    uint32_t expires_in_s;
+  };
+  struct Channel {
+    uint16_t number;
+    SocketAddress peer;
+    uint32_t expires_in_s;
+  };
+  uint64_t id = 0;  // stable while the allocation lives; see Engine::AllocationId
+  FiveTuple tuple;
+  SocketAddress relay;       // the bound relay address
+  SocketAddress advertised;  // what XOR-RELAYED-ADDRESS says (external-ip applied)
+  std::string username;
+  uint32_t lifetime_left_s = 0;
+  std::vector<Permission> permissions;
+  std::vector<Channel> channels;
+  uint64_t to_peer_packets = 0;
+  uint64_t to_peer_bytes = 0;
+  uint64_t to_client_packets = 0;
+  uint64_t to_client_bytes = 0;
+};
+
 struct EngineOptions {
   uint32_t worker_index = 0;
   uint32_t max_allocations = 1024;  // this worker's table size
@@ -106,6 +131,21 @@ class Engine {
   void Tick();
   // Closes every allocation (shutdown).
   void CloseAll();
+
+  // Control-plane calls. They touch the worker's tables, so run them on the worker's own
+  // thread (the backend passes them through its command queue).
+  void ListAllocations(std::vector<AllocationInfo>* out) const;
+  // Ends an allocation at once (relay closed, port and quota returned). False if no such id.
+  bool KillAllocation(uint64_t id);
+  // Swaps in new credentials, peer lists, lifetimes and max-bps. Existing allocations stay;
+  // they meet the new rules on their next request or packet. Addresses and ports are not
+  // reloadable (they are bound at start-up) and are ignored here.
+  void Reconfigure(const ServerConfig& config);
+
+  // Allocation ids: worker index (8 bits) | slot generation (32 bits) | slot (24 bits), so the
+  // control plane can route a command to the owning worker and a reused slot never matches an
+  // old id.
+  static uint32_t WorkerOf(uint64_t id) { return static_cast<uint32_t>(id >> 56); }
 
   const EngineCounters& counters() const { return counters_; }
   size_t allocation_count() const { return by_tuple_.size(); }
@@ -145,7 +185,11 @@ class Engine {
   SocketAddress Advertised(const SocketAddress& relay) const;
   bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
 
-  const ServerConfig& config_;
+  uint64_t AllocationId(const Allocation& alloc) const;
+  void FillInfo(const Allocation& alloc, AllocationInfo* info) const;
+
+  std::unique_ptr<ServerConfig> owned_config_;  // set by Reconfigure
+  const ServerConfig* config_;
   EngineOptions options_;
   NodeState* node_;
   RelayTransport* relays_;

@@ -819,5 +819,74 @@ TEST_F(EngineTest, DrainingRefusesNewAllocationsButKeepsOldOnes) {
   EXPECT_EQ(code, 0);
 }
 
+
+TEST_F(EngineTest, ListAndKillAllocationsById) {
+  Allocated a = Allocate(Addr("203.0.113.5:1"));
+  Allocated b = Allocate(Addr("203.0.113.5:2"));
+  auto [r, code] = Call(a, Method::kChannelBind, [&](MessageBuilder& m) {
+    m.AddU32(attr::kChannelNumber, 0x4001u << 16);
+    m.AddXorAddress(attr::kXorPeerAddress, Addr("198.51.99.1:9"));
+  }, Addr("203.0.113.5:1"));
+  ASSERT_EQ(code, 0);
+  std::vector<AllocationInfo> list;
+  engine_->ListAllocations(&list);
+  ASSERT_EQ(list.size(), 2u);
+  const AllocationInfo* info_a = nullptr;
+  for (const auto& info : list) {
+    if (info.tuple.client == Addr("203.0.113.5:1")) {
+      info_a = &info;
+    }
+  }
+  ASSERT_NE(info_a, nullptr);
+  EXPECT_EQ(info_a->relay, a.relay);
+  EXPECT_EQ(info_a->username, a.username);
+  EXPECT_EQ(info_a->lifetime_left_s, config_.default_allocate_lifetime);
+  ASSERT_EQ(info_a->channels.size(), 1u);
+  EXPECT_EQ(info_a->channels[0].number, 0x4001);
+  ASSERT_EQ(info_a->permissions.size(), 1u);
+  EXPECT_EQ(Engine::WorkerOf(info_a->id), 0u);
+
+  const uint64_t id = info_a->id;
+  EXPECT_FALSE(engine_->KillAllocation(id ^ (uint64_t{1} << 24)));  // wrong generation
+  EXPECT_TRUE(engine_->KillAllocation(id));
+  EXPECT_FALSE(engine_->KillAllocation(id));  // already gone
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  EXPECT_EQ(relays_.open.size(), 1u);
+  EXPECT_EQ(node_->total_allocations(), 1u);
+  // The killed client's next request finds no allocation.
+  auto [r2, c2] = Call(a, Method::kRefresh, [](MessageBuilder&) {}, Addr("203.0.113.5:1"));
+  EXPECT_EQ(c2, 437);
+  // A new allocation reusing the slot gets a different id.
+  Allocate(Addr("203.0.113.5:3"));
+  list.clear();
+  engine_->ListAllocations(&list);
+  for (const auto& info : list) {
+    EXPECT_NE(info.id, id);
+  }
+  (void)b;
+}
+
+TEST_F(EngineTest, ReconfigureSwapsSecretsAndPeerPolicyKeepingAllocations) {
+  Allocated a = Allocate();
+  const SocketAddress private_peer = Addr("10.1.2.3:9");
+  auto bind = [&](const Allocated& who) {
+    return Call(who, Method::kCreatePermission, [&](MessageBuilder& m) {
+      m.AddXorAddress(attr::kXorPeerAddress, private_peer);
+    }).second;
+  };
+  EXPECT_EQ(bind(a), 403);
+  ServerConfig next = config_;
+  next.static_auth_secrets = {"rotated"};
+  next.allowed_peer_ips = {{*IpAddress::Parse("10.1.2.0"), *IpAddress::Parse("10.1.2.255")}};
+  engine_->Reconfigure(next);
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  // The allocation's old credentials no longer verify; the new secret's do.
+  auto [r1, c1] = Call(a, Method::kRefresh, [](MessageBuilder&) {});
+  EXPECT_EQ(c1, 401);
+  Allocated renewed = a;
+  renewed.key = KeyFor(a.username, "rotated");
+  EXPECT_EQ(bind(renewed), 0);
+}
+
 }  // namespace
 }  // namespace turnpike::turn
