@@ -63,6 +63,11 @@ struct alignas(64) EngineCounters {
   uint64_t allocations_deleted = 0;  // Refresh lifetime 0
   uint64_t permissions_created = 0;
   uint64_t channels_bound = 0;
+  // Gauges, recomputed by the engine's once-a-second sweep (so up to a second old).
+  uint64_t allocations_ipv4 = 0;
+  uint64_t allocations_ipv6 = 0;
+  uint64_t permissions = 0;
+  uint64_t channels = 0;
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
   std::array<uint64_t, static_cast<size_t>(AuthFailure::kCount)> auth_failures{};
   std::array<uint64_t, static_cast<size_t>(AllocateResult::kCount)> allocate_results{};
@@ -86,6 +91,10 @@ struct alignas(64) EngineCounters {
     allocations_deleted += o.allocations_deleted;
     permissions_created += o.permissions_created;
     channels_bound += o.channels_bound;
+    allocations_ipv4 += o.allocations_ipv4;
+    allocations_ipv6 += o.allocations_ipv6;
+    permissions += o.permissions;
+    channels += o.channels;
     for (size_t i = 0; i < drops.size(); ++i) drops[i] += o.drops[i];
     for (size_t i = 0; i < auth_failures.size(); ++i) auth_failures[i] += o.auth_failures[i];
     for (size_t i = 0; i < allocate_results.size(); ++i) {

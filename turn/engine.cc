@@ -847,6 +847,7 @@ void Engine::Tick() {
     return;
   }
   last_sweep_s_ = now_s_;
+  uint64_t v4 = 0, v6 = 0, permissions = 0, channels = 0;
   for (auto it = by_tuple_.begin(); it != by_tuple_.end();) {
     Allocation& alloc = slots_[it->second];
     ++it;  // Release erases the current entry
@@ -862,7 +863,14 @@ void Engine::Tick() {
         alloc.permissions.end());
     alloc.channels.erase(std::remove_if(alloc.channels.begin(), alloc.channels.end(), expired),
                          alloc.channels.end());
+    (alloc.relay.ip.is_v4() ? v4 : v6) += 1;
+    permissions += alloc.permissions.size();
+    channels += alloc.channels.size();
   }
+  counters_.allocations_ipv4 = v4;
+  counters_.allocations_ipv6 = v6;
+  counters_.permissions = permissions;
+  counters_.channels = channels;
 }
 
 void Engine::CloseAll() {

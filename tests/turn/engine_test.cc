@@ -560,6 +560,21 @@ TEST_F(EngineTest, PermissionsAndChannelsExpire) {
   EXPECT_EQ(engine_->counters().dropped(DropReason::kUnknownChannel), 1u);
 }
 
+TEST_F(EngineTest, SweepUpdatesGauges) {
+  Allocated a = Allocate();
+  auto [r, code] = Call(a, Method::kChannelBind, [&](MessageBuilder& m) {
+    m.AddU32(attr::kChannelNumber, 0x4001u << 16);
+    m.AddXorAddress(attr::kXorPeerAddress, Addr("198.51.99.1:9"));
+  });
+  ASSERT_EQ(code, 0);
+  Advance(1);
+  engine_->Tick();
+  EXPECT_EQ(engine_->counters().allocations_ipv4, 1u);
+  EXPECT_EQ(engine_->counters().allocations_ipv6, 0u);
+  EXPECT_EQ(engine_->counters().permissions, 1u);
+  EXPECT_EQ(engine_->counters().channels, 1u);
+}
+
 TEST_F(EngineTest, AllocationExpiresAndFreesItsPort) {
   Allocated a = Allocate();
   ASSERT_EQ(relays_.open.size(), 1u);
