@@ -19,7 +19,8 @@ namespace attr = stun::attr;
 constexpr uint8_t kProtocolUdp = 17;  // REQUESTED-TRANSPORT (RFC 8656 14.7)
 constexpr size_t kMaxPermissions = 256;  // per allocation; beyond that 508
 constexpr size_t kMaxChannels = 256;
-constexpr size_t kMaxPeersPerRequest = 16;
+// Room for every attribute a parsed message can hold, so no XOR-PEER-ADDRESS is ever cut off.
+constexpr size_t kMaxPeersPerRequest = stun::kMaxAttributes;
 constexpr int kOpenAttempts = 16;  // ports tried when another process holds one
 constexpr char kSoftware[] = "Turnpike/" TURNPIKE_VERSION;
 
@@ -224,6 +225,10 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
     return;
   }
   Allocation& alloc = slots_[tag];
+  if (alloc.expires_s <= now_s_) {  // expired, not swept yet
+    counters_.Drop(DropReason::kNoAllocation);
+    return;
+  }
   // RFC 8656 11.5: only peers with a permission reach the client.
   if (alloc.FindPermission(peer.ip, now_s_) == nullptr) {
     counters_.Drop(DropReason::kNoPermission);
@@ -295,6 +300,12 @@ void Engine::HandleChannelData(std::span<const uint8_t> data, const FiveTuple& t
   const Allocation::Channel* ch = alloc->FindChannel(cd->channel, now_s_);
   if (ch == nullptr) {
     counters_.Drop(DropReason::kUnknownChannel);
+    return;
+  }
+  // A channel lives 600 s, its permission 300 s; the client must refresh both (RFC 8656 12),
+  // and traffic to a peer whose permission lapsed is dropped, as for Send indications.
+  if (alloc->FindPermission(ch->peer.ip, now_s_) == nullptr) {
+    counters_.Drop(DropReason::kNoPermission);
     return;
   }
   RelayToPeer(*alloc, ch->peer, cd->payload, tx);
@@ -432,6 +443,12 @@ void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTup
 
 void Engine::HandleBinding(Request& req) {
   ++counters_.binding_requests;
+  uint16_t unknown[16];
+  size_t n_unknown = req.msg.UnknownComprehensionRequired(unknown);
+  if (n_unknown > 0) {  // RFC 8489 6.3.1
+    SendError(req, 420, {unknown, n_unknown});
+    return;
+  }
   MessageBuilder b;
   if (!StartResponse(req, MessageClass::kSuccessResponse, &b)) {
     return;
@@ -631,7 +648,10 @@ void Engine::HandleRefresh(Request& req, Allocation* alloc) {
   }
   uint32_t lifetime = config_->default_allocate_lifetime;
   if (auto requested = msg.FindU32(attr::kLifetime)) {
-    lifetime = *requested == 0 ? 0 : std::min(*requested, config_->max_allocate_lifetime);
+    // RFC 8656 7.3: min(requested, maximum), but never below the default.
+    lifetime = *requested == 0 ? 0
+                               : std::max(std::min(*requested, config_->max_allocate_lifetime),
+                                          config_->default_allocate_lifetime);
   }
   if (lifetime == 0) {
     ++counters_.allocations_deleted;
@@ -827,7 +847,14 @@ Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
     return nullptr;
   }
   Allocation& alloc = slots_[it->second];
-  return alloc.expires_s > now_s_ ? &alloc : nullptr;
+  if (alloc.expires_s <= now_s_) {
+    // Expired but not swept yet: end it now, so that a new Allocate on this 5-tuple cannot
+    // overwrite the table entry and orphan the old slot, relay socket, port and quota.
+    ++counters_.allocations_expired;
+    Release(&alloc);
+    return nullptr;
+  }
+  return &alloc;
 }
 
 void Engine::Release(Allocation* alloc) {

@@ -8,6 +8,24 @@ namespace turnpike::turn {
 namespace {
 // RFC 8656 7.2: a reservation is held for 30 seconds.
 constexpr uint64_t kReservationSeconds = 30;
+
+// The port order must not be guessable from one observed port: seed with 256 bits, not the
+// 32 bits a single random_device draw gives.
+std::mt19937_64 SeedFromRandomDevice() {
+  std::random_device rd;
+  std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+  return std::mt19937_64(seq);
+}
+
+// RESERVATION-TOKENs are bearer secrets for 30 s: draw them from the CSPRNG.
+uint64_t RandomToken() {
+  uint64_t token = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&token), sizeof(token)) != 1) {
+    std::random_device rd;
+    token = (uint64_t{rd()} << 32) | rd();
+  }
+  return token;
+}
 }  // namespace
 
 NodeState::NodeState(const ServerConfig& config)
@@ -15,7 +33,7 @@ NodeState::NodeState(const ServerConfig& config)
       max_port_(config.max_port),
       user_quota_(config.user_quota),
       total_quota_(config.total_quota),
-      rng_(std::random_device{}()) {
+      rng_(SeedFromRandomDevice()) {
   if (RAND_bytes(nonce_secret_.data(), static_cast<int>(nonce_secret_.size())) != 1) {
     std::random_device rd;
     for (uint8_t& b : nonce_secret_) {
@@ -95,7 +113,7 @@ std::optional<NodeState::PortGrant> NodeState::TakePort(const IpAddress& relay_i
       pool->free.pop_back();
       pool->in_use[next - min_port_] = true;
       do {
-        grant.token = rng_();
+        grant.token = RandomToken();
       } while (grant.token == 0 || reservations_.contains(grant.token));
       reservations_[grant.token] = Reservation{relay_ip, next, now_s + kReservationSeconds};
     }
@@ -170,6 +188,12 @@ void NodeState::Leave(std::string_view user) {
   if (total_ > 0) {
     --total_;
   }
+}
+
+void NodeState::SetQuotas(uint32_t user_quota, uint32_t total_quota) {
+  std::lock_guard lock(mu_);
+  user_quota_ = user_quota;
+  total_quota_ = total_quota;
 }
 
 size_t NodeState::total_allocations() const {

@@ -903,5 +903,77 @@ TEST_F(EngineTest, ReconfigureSwapsSecretsAndPeerPolicyKeepingAllocations) {
   EXPECT_EQ(bind(renewed), 0);
 }
 
+
+// Review finding: an Allocate between an allocation's expiry and the next sweep used to orphan
+// the old slot (relay socket, port, quota) for good.
+TEST_F(EngineTest, AllocateOnExpiredButUnsweptTupleReleasesTheOldAllocation) {
+  Allocated a = Allocate();
+  const SocketAddress peer = Addr("198.51.99.5:9");
+  ASSERT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& m) {
+              m.AddXorAddress(attr::kXorPeerAddress, peer);
+            }).second, 0);
+  Advance(config_.default_allocate_lifetime + 1);  // expired; no Tick yet
+  Allocated b = Allocate();
+  EXPECT_EQ(relays_.open.size(), 1u);
+  EXPECT_EQ(node_->total_allocations(), 1u);
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  std::vector<uint8_t> payload = {1, 2};
+  if (b.tag != a.tag) {
+    EXPECT_TRUE(FromPeer(a.tag, peer, payload).empty());  // the old relay no longer forwards
+  }
+  engine_->CloseAll();
+  EXPECT_TRUE(relays_.open.empty());
+  EXPECT_EQ(node_->total_allocations(), 0u);
+}
+
+TEST_F(EngineTest, RefreshBelowDefaultLifetimeGetsTheDefault) {
+  Allocated a = Allocate();
+  auto [resp, code] = Call(a, Method::kRefresh, [](MessageBuilder& m) {
+    m.AddU32(attr::kLifetime, 1);
+  });
+  ASSERT_EQ(code, 0);
+  EXPECT_EQ(MessageView::Parse(resp, nullptr)->FindU32(attr::kLifetime),
+            config_.default_allocate_lifetime);
+}
+
+TEST_F(EngineTest, CreatePermissionWithTwentyPeersInstallsEveryOne) {
+  Allocated a = Allocate();
+  auto [resp, code] = Call(a, Method::kCreatePermission, [&](MessageBuilder& m) {
+    for (int i = 1; i <= 20; ++i) {
+      SocketAddress peer = Addr("198.51.99.1:9");
+      peer.ip.bytes[3] = static_cast<uint8_t>(i);
+      m.AddXorAddress(attr::kXorPeerAddress, peer);
+    }
+  });
+  ASSERT_EQ(code, 0);
+  std::vector<uint8_t> payload = {7};
+  EXPECT_EQ(FromPeer(a.tag, Addr("198.51.99.20:9"), payload).size(), 1u);
+}
+
+TEST_F(EngineTest, BindingWithUnknownComprehensionRequiredAttributeIs420) {
+  auto sent = FromClient(Request(Method::kBinding, [](MessageBuilder& m) {
+    uint8_t v[4] = {};
+    m.AddAttribute(0x0077, v);
+  }, "", "", {}));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(MessageView::Parse(sent[0].bytes, nullptr)->FindErrorCode(), 420);
+}
+
+TEST_F(EngineTest, ChannelDataNeedsALivePermission) {
+  Allocated a = Allocate();
+  const SocketAddress peer = Addr("198.51.99.9:7000");
+  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& m) {
+              m.AddU32(attr::kChannelNumber, 0x4003u << 16);
+              m.AddXorAddress(attr::kXorPeerAddress, peer);
+            }).second, 0);
+  ASSERT_EQ(Call(a, Method::kRefresh, [](MessageBuilder& m) {
+              m.AddU32(attr::kLifetime, 3600);
+            }).second, 0);
+  Advance(config_.permission_lifetime + 1);  // permission gone, channel still bound
+  std::vector<uint8_t> cd = {0x40, 0x03, 0x00, 0x01, 'x'};
+  EXPECT_TRUE(FromClient(cd).empty());
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNoPermission), 1u);
+}
+
 }  // namespace
 }  // namespace turnpike::turn
