@@ -16,12 +16,17 @@ using stun::MessageView;
 using stun::PasswordAlgorithm;
 
 // RFC 8489 9.2: the nonce cookie announces the security features the server supports.
+// Nonce layout: [cookie + 4 feature chars] + 8 hex digits of issue time + 8 base64 chars of
+// HMAC-SHA256(secret, form, time, client address) truncated to 48 bits. The short form (no
+// cookie) is used where the full 401 would break the response-size budget (Engine), so the
+// feature characters are covered by the MAC through the form byte and cannot be flipped.
 constexpr std::string_view kNonceCookie = "obMatJos2";
 constexpr size_t kFeatureChars = 4;  // base64 of 24 bits
 constexpr size_t kTimeChars = 8;     // hex seconds
-constexpr size_t kMacBytes = 12;
-constexpr size_t kMacChars = 16;     // base64 of 12 bytes
-static_assert(kNonceCookie.size() + kFeatureChars + kTimeChars + kMacChars ==
+constexpr size_t kMacBytes = 6;
+constexpr size_t kMacChars = 8;      // base64 of 6 bytes
+constexpr size_t kShortNonceSize = kTimeChars + kMacChars;
+static_assert(kNonceCookie.size() + kFeatureChars + kShortNonceSize ==
               Authenticator::kNonceSize);
 
 // Security feature bits (RFC 8489 18.6.1): bit 0 is the most significant bit of the first byte.
@@ -96,6 +101,13 @@ Authenticator::Authenticator(const ServerConfig& config, std::span<const uint8_t
     auto hash = stun::UserHash(name, realm_);
     by_userhash_[std::string(reinterpret_cast<const char*>(hash.data()), hash.size())] = name;
   }
+  features_[0] = kFeaturePasswordAlgorithms;
+  if (!by_userhash_.empty()) {
+    features_[0] |= kFeatureUsernameAnonymity;
+  }
+  char encoded[kFeatureChars + 1];
+  EVP_EncodeBlock(reinterpret_cast<uint8_t*>(encoded), features_.data(), 3);
+  std::memcpy(feature_chars_.data(), encoded, kFeatureChars);
 }
 
 std::string Authenticator::RestPassword(std::string_view secret, std::string_view username) {
@@ -106,17 +118,18 @@ std::string Authenticator::RestPassword(std::string_view secret, std::string_vie
   return absl::Base64Escape(absl::string_view(reinterpret_cast<const char*>(mac), mac_len));
 }
 
-void Authenticator::NonceMac(uint32_t issued, const SocketAddress& client,
+void Authenticator::NonceMac(bool full, uint32_t issued, const SocketAddress& client,
                              uint8_t out[kMacBytes]) const {
-  uint8_t input[4 + 1 + 16 + 2];
-  input[0] = static_cast<uint8_t>(issued >> 24);
-  input[1] = static_cast<uint8_t>(issued >> 16);
-  input[2] = static_cast<uint8_t>(issued >> 8);
-  input[3] = static_cast<uint8_t>(issued);
-  input[4] = static_cast<uint8_t>(client.ip.family);
-  std::memcpy(input + 5, client.ip.bytes.data(), 16);
-  input[21] = static_cast<uint8_t>(client.port >> 8);
-  input[22] = static_cast<uint8_t>(client.port);
+  uint8_t input[1 + 4 + 1 + 16 + 2];
+  input[0] = full ? features_[0] : 0;  // the announced features (none in the short form)
+  input[1] = static_cast<uint8_t>(issued >> 24);
+  input[2] = static_cast<uint8_t>(issued >> 16);
+  input[3] = static_cast<uint8_t>(issued >> 8);
+  input[4] = static_cast<uint8_t>(issued);
+  input[5] = static_cast<uint8_t>(client.ip.family);
+  std::memcpy(input + 6, client.ip.bytes.data(), 16);
+  input[22] = static_cast<uint8_t>(client.port >> 8);
+  input[23] = static_cast<uint8_t>(client.port);
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
   HMAC(EVP_sha256(), nonce_secret_.data(), nonce_secret_.size(), input, sizeof(input), mac,
@@ -124,25 +137,23 @@ void Authenticator::NonceMac(uint32_t issued, const SocketAddress& client,
   std::memcpy(out, mac, kMacBytes);
 }
 
-size_t Authenticator::MakeNonce(const SocketAddress& client, uint64_t now_s, char* out) const {
+size_t Authenticator::MakeNonce(const SocketAddress& client, uint64_t now_s, bool full,
+                                char* out) const {
   char* p = out;
-  std::memcpy(p, kNonceCookie.data(), kNonceCookie.size());
-  p += kNonceCookie.size();
-  uint8_t features[3] = {kFeaturePasswordAlgorithms, 0, 0};
-  if (!by_userhash_.empty()) {
-    features[0] |= kFeatureUsernameAnonymity;
+  if (full) {
+    std::memcpy(p, kNonceCookie.data(), kNonceCookie.size());
+    p += kNonceCookie.size();
+    std::memcpy(p, feature_chars_.data(), kFeatureChars);
+    p += kFeatureChars;
   }
-  EVP_EncodeBlock(reinterpret_cast<uint8_t*>(p), features, 3);
-  p += kFeatureChars;
   uint32_t issued = static_cast<uint32_t>(now_s);
   static constexpr char kHex[] = "0123456789abcdef";
   for (int i = 7; i >= 0; --i) {
     *p++ = kHex[(issued >> (4 * i)) & 0xF];
   }
   uint8_t mac[kMacBytes];
-  NonceMac(issued, client, mac);
-  // EVP_EncodeBlock writes a trailing NUL; 12 bytes encode to exactly 16 chars, no padding.
-  char encoded[kMacChars + 1];
+  NonceMac(full, issued, client, mac);
+  char encoded[kMacChars + 1];  // EVP_EncodeBlock adds a NUL; 6 bytes -> 8 chars, no padding
   EVP_EncodeBlock(reinterpret_cast<uint8_t*>(encoded), mac, kMacBytes);
   std::memcpy(p, encoded, kMacChars);
   p += kMacChars;
@@ -152,21 +163,31 @@ size_t Authenticator::MakeNonce(const SocketAddress& client, uint64_t now_s, cha
 Authenticator::NonceCheck Authenticator::CheckNonce(std::string_view nonce,
                                                     const SocketAddress& client,
                                                     uint64_t now_s) const {
-  if (nonce.size() != kNonceSize || !nonce.starts_with(kNonceCookie)) {
+  bool full = false;
+  if (nonce.size() == kNonceSize && nonce.starts_with(kNonceCookie)) {
+    full = true;
+    if (nonce.substr(kNonceCookie.size(), kFeatureChars) !=
+        std::string_view(feature_chars_.data(), kFeatureChars)) {
+      return NonceCheck::kInvalid;
+    }
+    nonce.remove_prefix(kNonceCookie.size() + kFeatureChars);
+  } else if (nonce.size() != kShortNonceSize) {
     return NonceCheck::kInvalid;
   }
-  std::string_view time_text = nonce.substr(kNonceCookie.size() + kFeatureChars, kTimeChars);
+  std::string_view time_text = nonce.substr(0, kTimeChars);
   uint32_t issued = 0;
-  auto [end, ec] = std::from_chars(time_text.data(), time_text.data() + time_text.size(),
-                                   issued, 16);
-  if (ec != std::errc() || end != time_text.data() + time_text.size()) {
-    return NonceCheck::kInvalid;
+  for (char c : time_text) {  // lower-case hex only: one text per nonce
+    int digit = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (digit < 0) {
+      return NonceCheck::kInvalid;
+    }
+    issued = issued << 4 | static_cast<uint32_t>(digit);
   }
   uint8_t mac[kMacBytes];
-  NonceMac(issued, client, mac);
+  NonceMac(full, issued, client, mac);
   char encoded[kMacChars + 1];
   EVP_EncodeBlock(reinterpret_cast<uint8_t*>(encoded), mac, kMacBytes);
-  if (CRYPTO_memcmp(encoded, nonce.data() + nonce.size() - kMacChars, kMacChars) != 0) {
+  if (CRYPTO_memcmp(encoded, nonce.data() + kTimeChars, kMacChars) != 0) {
     return NonceCheck::kInvalid;
   }
   uint32_t now = static_cast<uint32_t>(now_s);

@@ -52,12 +52,12 @@ class Authenticator {
   AuthResult Check(const stun::MessageView& request, const SocketAddress& client, uint64_t now_s,
                    uint64_t wall_s) const;
 
-  // Writes a fresh nonce for `client` into `out` (kNonceSize bytes) and returns its length.
-  // Format: "obMatJos2" + 4 base64 chars of RFC 8489 security feature bits (password
-  // algorithms, username anonymity) + 8 hex digits of issue time + 16 base64 chars of
-  // HMAC-SHA256(secret, time, client address).
-  static constexpr size_t kNonceSize = 37;
-  size_t MakeNonce(const SocketAddress& client, uint64_t now_s, char* out) const;
+  // Writes a fresh nonce for `client` into `out` (at least kNonceSize bytes) and returns its
+  // length. `full` announces the RFC 8489 security features (the "obMatJos2" cookie, 29
+  // characters); the short form (16) leaves them out, for responses that must stay small.
+  // Both are stateless: issue time and an HMAC over it and the client's address and port.
+  static constexpr size_t kNonceSize = 29;
+  size_t MakeNonce(const SocketAddress& client, uint64_t now_s, bool full, char* out) const;
 
   std::string_view realm() const { return realm_; }
   bool open() const { return open_; }
@@ -69,7 +69,7 @@ class Authenticator {
   enum class NonceCheck : uint8_t { kOk, kStale, kInvalid };
   NonceCheck CheckNonce(std::string_view nonce, const SocketAddress& client,
                         uint64_t now_s) const;
-  void NonceMac(uint32_t issued, const SocketAddress& client, uint8_t out[12]) const;
+  void NonceMac(bool full, uint32_t issued, const SocketAddress& client, uint8_t out[6]) const;
   bool KeyFor(std::string_view username, stun::PasswordAlgorithm alg,
               const stun::MessageView& request, AuthResult* result, uint64_t wall_s) const;
 
@@ -86,6 +86,8 @@ class Authenticator {
   std::vector<std::string> secrets_;
   uint32_t stale_nonce_seconds_;  // 0: never stale
   std::array<uint8_t, 32> nonce_secret_{};
+  std::array<uint8_t, 3> features_{};     // RFC 8489 18.6.1 security feature bits
+  std::array<char, 4> feature_chars_{};   // their base64, as the nonce carries them
   absl::flat_hash_map<std::string, User> users_;
   // 32-byte binary USERHASH -> user name. Names, not pointers: flat_hash_map moves its values.
   absl::flat_hash_map<std::string, std::string> by_userhash_;

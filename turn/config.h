@@ -70,6 +70,11 @@ struct ServerConfig {
   uint32_t total_quota = 0;   // allocations on the node, 0 = unlimited
   uint64_t max_bps = 0;       // per allocation, bytes per second; 0 = unlimited
   uint32_t max_allocations = 32768;  // table size, split across workers
+  // Unauthenticated responses (Binding, 401, 438, unauthenticated 400/420) per source IP:
+  // a token bucket of `unauth_burst` refilled at `unauth_rate` per second; beyond it requests
+  // are dropped silently and counted (reflection and amplification resistance).
+  uint32_t unauth_rate = 50;   // 0: no limit
+  uint32_t unauth_burst = 100;
 
   // Process.
   std::string log_file;  // empty: stderr; "stdout" / "syslog" as in coturn are accepted
@@ -78,6 +83,16 @@ struct ServerConfig {
   std::string pidfile;
   uint32_t worker_threads = 0;  // 0: one per online CPU
   Backend backend = Backend::kUring;
+
+  // Control plane (REST API, metrics, probes; control/control_server.cc, docs/control-plane.md).
+  bool control_enabled = true;                     // `control-listen=off` turns it off
+  bool control_listen_given = false;               // set explicitly (bind failure is then fatal)
+  IpAddress control_ip = IpAddress::Loopback(AddressFamily::kIPv4);
+  uint16_t control_port = 9641;                    // coturn's Prometheus port
+  std::string control_token_file;                  // bearer token for /v1 (else the env var)
+  bool control_open_probes = true;                 // /metrics /ping /healthz /readyz need no token
+  std::string deployment_color;                    // "path" in GET /ping (blue/green)
+  uint32_t drain_timeout = 30;                     // SIGTERM: seconds of drain before stopping
 };
 
 }  // namespace turnpike

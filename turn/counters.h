@@ -20,6 +20,8 @@ enum class DropReason : uint8_t {
   kBandwidth,           // max-bps exceeded
   kTxFull,
   kTooBig,              // would not fit in a datagram
+  kRateLimited,         // unauthenticated request over its source's response budget
+  kAmplification,       // unauthenticated answer would exceed twice the request on the wire
   kCount,
 };
 

@@ -161,6 +161,7 @@ Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeSta
       relays_(relays),
       auth_(config, node->nonce_secret()),
       peer_policy_(config),
+      source_buckets_(kSourceBuckets),
       slots_(options.max_allocations) {
   free_slots_.reserve(options.max_allocations);
   for (uint32_t i = options.max_allocations; i-- > 0;) {
@@ -443,6 +444,9 @@ void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTup
 
 void Engine::HandleBinding(Request& req) {
   ++counters_.binding_requests;
+  if (!AdmitUnauthenticated(req)) {
+    return;
+  }
   uint16_t unknown[16];
   size_t n_unknown = req.msg.UnknownComprehensionRequired(unknown);
   if (n_unknown > 0) {  // RFC 8489 6.3.1
@@ -807,11 +811,15 @@ void Engine::FinishResponse(Request& req, MessageBuilder& b) {
 }
 
 void Engine::SendError(Request& req, int code, std::span<const uint16_t> unknown) {
+  const bool authenticated = req.auth.status == AuthResult::Status::kOk;
+  // Binding's 420 has been admitted in HandleBinding already.
+  if (!authenticated && req.msg.method() != Method::kBinding && !AdmitUnauthenticated(req)) {
+    return;
+  }
   MessageBuilder b;
   if (!StartResponse(req, MessageClass::kErrorResponse, &b)) {
     return;
   }
-  const bool authenticated = req.auth.status == AuthResult::Status::kOk;
   b.AddErrorCode(code, authenticated ? ReasonPhrase(code) : std::string_view());
   if (!unknown.empty()) {
     b.AddUnknownAttributes(unknown);
@@ -823,6 +831,26 @@ void Engine::SendChallenge(Request& req, int code) {
   if (req.msg.method() == Method::kAllocate) {
     counters_.Allocate(AllocateResult::kAuthRequired);
   }
+  if (!AdmitUnauthenticated(req)) {
+    return;
+  }
+  // The full challenge announces RFC 8489's password algorithms (nonce cookie plus
+  // PASSWORD-ALGORITHMS); when that would exceed the size budget — a bare 20-28 byte request —
+  // the short nonce is sent and the client uses MD5, as every RFC 5389 client does anyway.
+  static constexpr stun::PasswordAlgorithm kAlgorithms[] = {stun::PasswordAlgorithm::kMd5,
+                                                            stun::PasswordAlgorithm::kSha256};
+  const size_t budget = UnauthenticatedBudget(req);
+  const size_t realm = (auth_.realm().size() + 3) & ~size_t{3};
+  const size_t base = stun::kHeaderSize + 8 /* ERROR-CODE */ + 4 + realm +
+                      (req.msg.HasFingerprint() ? 8 : 0) +
+                      (config_->software_attribute ? 4 + ((sizeof(kSoftware) + 2) & ~size_t{3}) : 0);
+  const size_t full = base + 4 + ((Authenticator::kNonceSize + 3) & ~size_t{3}) + 4 + 8;
+  const size_t short_form = base + 4 + 16;
+  if (short_form > budget) {
+    counters_.Drop(DropReason::kAmplification);
+    return;
+  }
+  const bool announce = full <= budget;
   MessageBuilder b;
   if (!StartResponse(req, MessageClass::kErrorResponse, &b)) {
     return;
@@ -830,12 +858,35 @@ void Engine::SendChallenge(Request& req, int code) {
   b.AddErrorCode(code, {});
   b.AddString(attr::kRealm, auth_.realm());
   char nonce[Authenticator::kNonceSize];
-  size_t len = auth_.MakeNonce(req.tuple.client, now_s_, nonce);
+  size_t len = auth_.MakeNonce(req.tuple.client, now_s_, announce, nonce);
   b.AddString(attr::kNonce, {nonce, len});
-  static constexpr stun::PasswordAlgorithm kAlgorithms[] = {stun::PasswordAlgorithm::kMd5,
-                                                            stun::PasswordAlgorithm::kSha256};
-  b.AddPasswordAlgorithms(kAlgorithms);
+  if (announce) {
+    b.AddPasswordAlgorithms(kAlgorithms);
+  }
   FinishResponse(req, b);  // no integrity: the request did not authenticate
+}
+
+bool Engine::AdmitUnauthenticated(const Request& req) {
+  if (config_->unauth_rate == 0) {
+    return true;
+  }
+  SourceBucket& bucket =
+      source_buckets_[absl::Hash<IpAddress>{}(req.tuple.client.ip) & (kSourceBuckets - 1)];
+  const uint64_t cap = uint64_t{config_->unauth_burst} * 1000;
+  const uint64_t refill = (now_ns_ - bucket.last_ns) / 1000 * config_->unauth_rate / 1000;
+  bucket.milli_tokens = bucket.last_ns == 0 ? cap : std::min(cap, bucket.milli_tokens + refill);
+  bucket.last_ns = now_ns_;
+  if (bucket.milli_tokens < 1000) {
+    counters_.Drop(DropReason::kRateLimited);
+    return false;
+  }
+  bucket.milli_tokens -= 1000;
+  return true;
+}
+
+size_t Engine::UnauthenticatedBudget(const Request& req) const {
+  const size_t overhead = req.tuple.client.ip.is_v4() ? 20 + 8 : 40 + 8;  // IP + UDP headers
+  return 2 * (req.msg.bytes().size() + overhead) - overhead;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -184,6 +184,10 @@ class Engine {
   void Release(Allocation* alloc);
   SocketAddress Advertised(const SocketAddress& relay) const;
   bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
+  // Unauthenticated answers: the source's rate budget, then the size budget (at most twice
+  // the request on the wire, IP and UDP headers counted). False: drop silently, counted.
+  bool AdmitUnauthenticated(const Request& req);
+  size_t UnauthenticatedBudget(const Request& req) const;
 
   uint64_t AllocationId(const Allocation& alloc) const;
   void FillInfo(const Allocation& alloc, AllocationInfo* info) const;
@@ -199,6 +203,16 @@ class Engine {
   uint64_t now_s_ = 0;
   uint64_t last_sweep_s_ = 0;
   stun::TransactionId indication_tid_{};
+
+  // Per-source token buckets for unauthenticated answers: a fixed table indexed by a hash of
+  // the source IP (sources that collide share a bucket), so no state is created per request
+  // or per source, whatever arrives. Milli-tokens.
+  struct SourceBucket {
+    uint64_t last_ns = 0;
+    uint64_t milli_tokens = 0;
+  };
+  static constexpr size_t kSourceBuckets = 4096;
+  std::vector<SourceBucket> source_buckets_;
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;

@@ -975,5 +975,84 @@ TEST_F(EngineTest, ChannelDataNeedsALivePermission) {
   EXPECT_EQ(engine_->counters().dropped(DropReason::kNoPermission), 1u);
 }
 
+
+TEST_F(EngineTest, UnauthenticatedAnswersAreRateLimitedPerSource) {
+  config_.unauth_rate = 10;
+  config_.unauth_burst = 20;
+  Build();
+  auto binding = Request(Method::kBinding, [](MessageBuilder&) {}, "", "", {});
+  size_t answered = 0;
+  for (int i = 0; i < 2000; ++i) {  // 2,000 requests within one instant from one source
+    answered += FromClient(binding).size();
+  }
+  EXPECT_EQ(answered, 20u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kRateLimited), 1980u);
+  // Another source has its own budget.
+  EXPECT_EQ(FromClient(binding, Addr("198.51.99.77:5000")).size(), 1u);
+  // One second later the source has earned `unauth_rate` more answers.
+  Advance(1);
+  answered = 0;
+  for (int i = 0; i < 100; ++i) {
+    answered += FromClient(binding).size();
+  }
+  EXPECT_EQ(answered, 10u);
+}
+
+TEST_F(EngineTest, MinimalRequestsGetTheShortChallengeWhichStillAuthenticates) {
+  // A bare Allocate (20-byte header + REQUESTED-TRANSPORT, no FINGERPRINT).
+  auto bare = Request(Method::kAllocate, UdpTransport, "", "", {}, /*fingerprint=*/false);
+  ASSERT_EQ(bare.size(), 28u);
+  auto sent = FromClient(bare);
+  ASSERT_EQ(sent.size(), 1u);
+  auto msg = MessageView::Parse(sent[0].bytes, nullptr);
+  EXPECT_EQ(msg->FindErrorCode(), 401);
+  EXPECT_FALSE(msg->Has(attr::kPasswordAlgorithms));
+  std::string nonce(*msg->FindString(attr::kNonce));
+  EXPECT_FALSE(nonce.starts_with("obMatJos2"));
+  std::string user = Username();
+  sent = FromClient(Request(Method::kAllocate, UdpTransport, user, nonce, KeyFor(user)));
+  EXPECT_EQ(MessageView::Parse(sent.at(0).bytes, nullptr)->message_class(),
+            MessageClass::kSuccessResponse);
+}
+
+TEST_F(EngineTest, TamperedNonceFeatureBitsAreRefused) {
+  std::string nonce = Nonce();
+  ASSERT_TRUE(nonce.starts_with("obMatJos2"));
+  nonce[9] = nonce[9] == 'A' ? 'B' : 'A';  // flip the announced security features
+  std::string user = Username();
+  auto sent = FromClient(Request(Method::kAllocate, UdpTransport, user, nonce, KeyFor(user)));
+  EXPECT_EQ(MessageView::Parse(sent.at(0).bytes, nullptr)->FindErrorCode(), 438);
+}
+
+// Reflection: what an unauthenticated request can make the server send, on the wire (IPv4 and
+// UDP headers, 28 bytes, counted on both sides). Printed for docs/security.md.
+TEST_F(EngineTest, UnauthenticatedResponsesStayWithinTwiceTheRequestOnTheWire) {
+  auto ratio = [](size_t request, size_t response) {
+    return static_cast<double>(response + 28) / static_cast<double>(request + 28);
+  };
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> request;
+  };
+  std::string user = Username();
+  std::vector<Case> cases = {
+      {"minimal Binding", Request(Method::kBinding, [](MessageBuilder&) {}, "", "", {}, false)},
+      {"minimal unauthenticated Allocate", Request(Method::kAllocate, UdpTransport, "", "", {},
+                                                   false)},
+      {"minimal unauthenticated Refresh",
+       Request(Method::kRefresh, [](MessageBuilder&) {}, "", "", {}, false)},
+      {"bad-integrity Allocate",
+       Request(Method::kAllocate, UdpTransport, user, Nonce(), KeyFor(user, "wrong"), false)},
+  };
+  for (const Case& c : cases) {
+    auto sent = FromClient(c.request);
+    ASSERT_EQ(sent.size(), 1u) << c.name;
+    double r = ratio(c.request.size(), sent[0].bytes.size());
+    std::printf("ratio %-34s request %3zu B, response %3zu B, on the wire %.2f\n", c.name,
+                c.request.size(), sent[0].bytes.size(), r);
+    EXPECT_LE(r, 2.0) << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace turnpike::turn
