@@ -433,6 +433,74 @@ const Option kOptions[] = {
        }
        return true;
      }},
+
+    // Control plane (docs/control-plane.md).
+    {"control-listen", Arity::kValue, "IP:PORT|off",
+     "REST API and /metrics address (default 127.0.0.1:9641)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       ServerConfig& c = Cfg(s);
+       c.control_listen_given = true;
+       if (v == "off") {
+         c.control_enabled = false;
+         return true;
+       }
+       // IPv4 "a.b.c.d:port" or IPv6 "[addr]:port".
+       size_t colon = v.rfind(':');
+       if (colon == std::string_view::npos) {
+         *d = "expected IP:PORT, [IPv6]:PORT or off";
+         return false;
+       }
+       std::string_view host = v.substr(0, colon);
+       if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+         host = host.substr(1, host.size() - 2);
+       } else if (host.find(':') != std::string_view::npos) {
+         *d = "write an IPv6 address in brackets: [::1]:9641";
+         return false;
+       }
+       IpAddress ip;
+       if (!ParseIp(host, &ip, d)) {
+         return false;
+       }
+       uint16_t port = 0;
+       if (!SetUnsigned(v.substr(colon + 1), 0, 65535, &port, d)) {
+         return false;
+       }
+       c.control_enabled = true;
+       c.control_ip = ip;
+       c.control_port = port;
+       return true;
+     }},
+    {"control-token-file", Arity::kValue, "PATH",
+     "file holding the bearer token for /v1 (else TURNPIKE_CONTROL_TOKEN)", nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).control_token_file = std::string(v);
+       return true;
+     }},
+    {"control-open-probes", Arity::kFlag, "",
+     "/metrics, /ping, /healthz, /readyz without a token (default on)",
+     [](bool v, ParseState& s) { Cfg(s).control_open_probes = v; }},
+    {"deployment-color", Arity::kValue, "NAME", "colour reported by GET /ping (blue/green)",
+     nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       if (v.size() > 64) {
+         *d = "longer than 64 characters";
+         return false;
+       }
+       for (char ch : v) {
+         if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' &&
+             ch != '.') {
+           *d = "use letters, digits, '-', '_' or '.'";
+           return false;
+         }
+       }
+       Cfg(s).deployment_color = std::string(v);
+       return true;
+     }},
+    {"drain-timeout", Arity::kValue, "SECONDS",
+     "on SIGTERM, refuse new allocations this long before stopping (default 30)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 0, 86400, &Cfg(s).drain_timeout, d);
+     }},
 };
 
 // coturn options Turnpike accepts and ignores, with the reason the operator sees. Anything in

@@ -1,5 +1,7 @@
-// turnpiked: loads the configuration, sets up logging, starts the data-plane backend and then
-// sits in a signal loop on the main thread (SIGTERM/SIGINT stop, SIGHUP reopens the log file).
+// turnpiked: loads the configuration, sets up logging, starts the data-plane backend and the
+// HTTP control plane, then sits in a signal loop on the main thread: SIGTERM drains for
+// drain-timeout seconds then stops (a second SIGTERM, or SIGINT, stops at once); SIGHUP reloads
+// the configuration and reopens the log file.
 //
 // Exit codes: 0 clean stop (and --help / --version), 1 start-up failure, 2 configuration error.
 #include <fcntl.h>
@@ -19,7 +21,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "control/config.h"
+#include "control/events.h"
+#include "control/http_server.h"
 #include "control/log.h"
+#include "control/node_controller.h"
 #include "dataplane/uring/uring_backend.h"
 #include "spdlog/spdlog.h"
 #include "turn/auth.h"
@@ -202,28 +207,98 @@ int Main(int argc, char** argv) {
   const std::vector<SocketAddress> listening = backend.listening_addresses();
   if (minted_secret) PrintDevCredentials(backend.config(), listening.front());
 
+  // The control plane. A reload reads the same file and command line again.
+  control::EventHub events;
+  control::NodeController controller(
+      &backend, backend.config(), loaded->config,
+      [argc, argv]() -> absl::StatusOr<ServerConfig> {
+        absl::StatusOr<LoadedConfig> again = LoadConfig(argc, argv);
+        if (!again.ok()) return again.status();
+        return again->config;
+      },
+      &events);
+  if (absl::Status s = controller.Init(); !s.ok()) return Fail(2, std::string(s.message()));
+  control::HttpServer http(&controller);
+  std::string control_text = "off";
+  if (config.control_enabled) {
+    absl::StatusOr<uint16_t> port = http.Start(config.control_ip, config.control_port);
+    if (port.ok()) {
+      control_text = SocketAddress{config.control_ip, *port}.ToString();
+    } else if (config.control_listen_given) {
+      return Fail(1, std::string(port.status().message()));
+    } else {
+      spdlog::warn("{}; running without a control plane", std::string(port.status().message()));
+    }
+  }
+
+  controller.Start();
   backend.Start();
+  controller.SetReady(true);
   std::vector<std::string> listen_text, relay_text;
   for (const SocketAddress& a : listening) listen_text.push_back(a.ToString());
   for (const IpAddress& ip : backend.relay_ips()) relay_text.push_back(ip.ToString());
-  spdlog::info("turnpiked {} ready: listening {} relay {} ports {}-{} workers {} backend uring",
-               TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), absl::StrJoin(relay_text, ","),
-               config.min_port, config.max_port, backend.worker_count());
+  spdlog::info(
+      "turnpiked {} ready: listening {} relay {} ports {}-{} workers {} backend uring control {}",
+      TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), absl::StrJoin(relay_text, ","),
+      config.min_port, config.max_port, backend.worker_count(), control_text);
 
   sigset_t wait_set = signals;
   sigdelset(&wait_set, SIGPIPE);
+  auto reload = [&controller]() {
+    ReopenLogFile();
+    // Errors are logged by Reload with the reason; the running configuration stays.
+    (void)controller.Reload("SIGHUP");
+  };
+  bool drain = false;
   for (;;) {
     siginfo_t info;
     const int sig = sigwaitinfo(&wait_set, &info);
     if (sig < 0) continue;  // EINTR
     if (sig == SIGHUP) {
-      ReopenLogFile();
-      spdlog::info("SIGHUP: log file reopened");
+      reload();
       continue;
     }
-    spdlog::info("{}: stopping, closing all allocations", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    drain = sig == SIGTERM && controller.config()->drain_timeout > 0;
+    if (!drain) {
+      spdlog::info("{}: stopping, closing all allocations", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
     break;
   }
+  if (drain) {
+    // Drain: new Allocates get 403, existing allocations keep relaying and refreshing, /readyz
+    // says 503 so load balancers stop sending new sessions. Stop when the time is up, when no
+    // allocation is left, or on a second SIGTERM / a SIGINT.
+    const uint32_t timeout_s = controller.config()->drain_timeout;
+    spdlog::info("SIGTERM: draining for up to {} s (SIGTERM again to stop at once)", timeout_s);
+    controller.BeginShutdown(timeout_s);
+    timespec start{};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+      if (backend.node_state().total_allocations() == 0) {
+        spdlog::info("drain: no allocation left, stopping");
+        break;
+      }
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      if (now.tv_sec - start.tv_sec >= static_cast<time_t>(timeout_s)) {
+        spdlog::info("drain: {} s elapsed with {} allocations left, stopping", timeout_s,
+                     backend.node_state().total_allocations());
+        break;
+      }
+      const timespec poll{0, 200'000'000};  // how often to look at the allocation count
+      siginfo_t info;
+      const int sig = sigtimedwait(&wait_set, &info, &poll);
+      if (sig == SIGHUP) {
+        reload();
+      } else if (sig == SIGTERM || sig == SIGINT) {
+        spdlog::info("{} during drain: stopping now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+      }
+    }
+  }
+  controller.SetReady(false);
+  http.Stop();
+  controller.Stop();
   backend.Stop();
   backend.Join();
   LogTotals(backend);

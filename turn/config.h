@@ -84,7 +84,7 @@ struct ServerConfig {
   uint32_t worker_threads = 0;  // 0: one per online CPU
   Backend backend = Backend::kUring;
 
-  // Control plane (REST API, metrics, probes; control/control_server.cc, docs/control-plane.md).
+  // Control plane (REST API, metrics, probes; control/http_server.cc, docs/control-plane.md).
   bool control_enabled = true;                     // `control-listen=off` turns it off
   bool control_listen_given = false;               // set explicitly (bind failure is then fatal)
   IpAddress control_ip = IpAddress::Loopback(AddressFamily::kIPv4);

@@ -45,6 +45,8 @@ class NodeState {
   QuotaResult Admit(std::string_view user);
   void Leave(std::string_view user);
   size_t total_allocations() const;
+  // Reload: new limits apply to the next Admit; allocations above a lowered limit stay.
+  void SetQuotas(uint32_t user_quota, uint32_t total_quota);
 
   void SetDraining(bool draining);
   bool draining() const;
@@ -69,9 +71,9 @@ class NodeState {
   std::array<uint8_t, 32> nonce_secret_{};
   const uint16_t min_port_;
   const uint16_t max_port_;
-  const uint32_t user_quota_;
-  const uint32_t total_quota_;
   mutable std::mutex mu_;
+  uint32_t user_quota_ ABSL_GUARDED_BY(mu_);
+  uint32_t total_quota_ ABSL_GUARDED_BY(mu_);
   std::vector<Pool> pools_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Reservation> reservations_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> per_user_ ABSL_GUARDED_BY(mu_);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -287,6 +288,33 @@ const turn::EngineCounters& UringBackend::engine_counters(size_t worker) const {
 
 const UringCounters& UringBackend::io_counters(size_t worker) const {
   return workers_[worker]->counters();
+}
+
+bool UringBackend::Post(size_t worker, WorkerCommand command) {
+  if (worker >= workers_.size()) return false;
+  workers_[worker]->Post(std::move(command));
+  return true;
+}
+
+absl::StatusOr<WorkerReply> UringBackend::Call(size_t worker, WorkerCommand command,
+                                               std::chrono::milliseconds timeout) {
+  // Shared so a worker that answers after the caller gave up still has a live promise.
+  auto promise = std::make_shared<std::promise<WorkerReply>>();
+  std::future<WorkerReply> future = promise->get_future();
+  command.done = [promise](WorkerReply&& reply) { promise->set_value(std::move(reply)); };
+  if (!Post(worker, std::move(command))) {
+    return absl::NotFoundError(absl::StrFormat("no worker %d", worker));
+  }
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "worker %d did not answer within %d ms", worker, static_cast<int>(timeout.count())));
+  }
+  return future.get();
+}
+
+void UringBackend::SetEventCallback(WorkerEventCallback callback) {
+  event_callback_ = std::move(callback);
+  for (auto& worker : workers_) worker->SetEventCallback(&event_callback_);
 }
 
 }  // namespace turnpike::dataplane

@@ -13,14 +13,18 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "turn/config.h"
 #include "turn/counters.h"
+#include "turn/engine.h"
 #include "turn/net/socket_address.h"
 #include "turn/node_state.h"
 
@@ -65,7 +69,44 @@ struct alignas(64) UringCounters {
   uint64_t bursts = 0;            // loop iterations that handled at least one CQE
   uint64_t ticks = 0;
   uint64_t allocations = 0;       // gauge: the engine's allocation count after the last burst
+  // Time spent between waking up and going back to wait (handling completions, sending,
+  // timers, control commands), for the busy-ratio metric; the rest of the wall time is waiting.
+  // One extra vDSO clock read per loop iteration.
+  uint64_t busy_ns = 0;
+  uint64_t loop_iterations = 0;   // every pass, idle ticks included: the /healthz heartbeat
+  uint64_t commands = 0;          // control-plane commands run
 };
+
+// What a control-plane command returns, filled on the worker's thread.
+struct WorkerReply {
+  bool found = false;                             // kKillAllocation: the id existed
+  std::vector<turn::AllocationInfo> allocations;  // kListAllocations
+};
+
+// A control-plane command for one worker. It runs on the worker's own thread between bursts,
+// because the engine's tables belong to that thread; `done` is then called there too (keep it
+// short: fulfil a promise, never block).
+struct WorkerCommand {
+  enum class Kind : uint8_t { kPing, kListAllocations, kKillAllocation, kReconfigure };
+  Kind kind = Kind::kPing;
+  uint64_t allocation_id = 0;                  // kKillAllocation
+  std::shared_ptr<const ServerConfig> config;  // kReconfigure (the engine copies it)
+  std::function<void(WorkerReply&&)> done;     // may be empty
+};
+
+// An allocation event for the control plane's event stream, gathered on a worker and handed
+// over once per loop iteration.
+struct WorkerEvent {
+  enum class Kind : uint8_t { kAllocationCreated, kAllocationDeleted };
+  Kind kind = Kind::kAllocationCreated;
+  uint32_t worker = 0;
+  uint64_t id = 0;
+  std::string username;
+  std::string client;   // client address:port (created only)
+  std::string relay;    // relayed address:port (created only)
+  std::string reason;   // refresh / expired / killed / shutdown (deleted only)
+};
+using WorkerEventCallback = std::function<void(std::vector<WorkerEvent>&& events)>;
 
 class UringWorker;
 
@@ -105,6 +146,16 @@ class UringBackend {
   const turn::EngineCounters& engine_counters(size_t worker) const;
   const UringCounters& io_counters(size_t worker) const;
 
+  // Queues `command` on worker `worker` (thread-safe, any thread) and wakes it. False when no
+  // such worker. The command runs on the worker's next loop iteration (immediately if idle).
+  bool Post(size_t worker, WorkerCommand command);
+  // Post + wait for the reply. DeadlineExceeded when the worker does not answer within
+  // `timeout` (stuck or stopped): the caller answers 503, never hangs.
+  absl::StatusOr<WorkerReply> Call(size_t worker, WorkerCommand command,
+                                   std::chrono::milliseconds timeout);
+  // Where allocation events go (set before Start; called on worker threads).
+  void SetEventCallback(WorkerEventCallback callback);
+
  private:
   UringBackend();
 
@@ -113,6 +164,7 @@ class UringBackend {
   std::vector<std::unique_ptr<UringWorker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
+  WorkerEventCallback event_callback_;
 };
 
 }  // namespace turnpike::dataplane

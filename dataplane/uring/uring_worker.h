@@ -14,7 +14,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -44,6 +47,10 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   void Run();
   // Thread-safe: makes a blocked Run() look at the stop flag now.
   void Wake();
+  // Thread-safe: queues a control-plane command and wakes the worker.
+  void Post(WorkerCommand command);
+  // Set before Run(); called on this worker's thread with its allocation events.
+  void SetEventCallback(const WorkerEventCallback* callback) { event_callback_ = callback; }
 
   const turn::EngineCounters& engine_counters() const { return engine_->counters(); }
   const UringCounters& counters() const { return counters_; }
@@ -84,6 +91,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   void FlushTx();
   void RecycleBuffers();
   void Shutdown();
+  void RunCommands();
   uint8_t* RxBuffer(uint16_t bid) const {
     return rx_mem_ + static_cast<size_t>(bid) * limits_.rx_buffer_size;
   }
@@ -122,6 +130,14 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
 
   std::unique_ptr<turn::Engine> engine_;
   UringCounters counters_;
+
+  // Control-plane commands. The flag is read (relaxed) once per loop iteration; the mutex is
+  // taken only when it is set, so an iteration without a command costs one load.
+  std::atomic<bool> commands_pending_{false};
+  std::mutex commands_mu_;
+  std::vector<WorkerCommand> commands_ ABSL_GUARDED_BY(commands_mu_);
+  std::vector<WorkerCommand> running_;  // worker thread only
+  const WorkerEventCallback* event_callback_ = nullptr;
 };
 
 }  // namespace turnpike::dataplane

@@ -1,0 +1,217 @@
+// Prometheus rendering for GET /metrics; see metrics.h and the list in docs/control-plane.md.
+// Names follow the Prometheus conventions promtool checks: `turnpike_` prefix, base units
+// (bytes, seconds), `_total` on counters, HELP and TYPE before each family.
+#include "control/metrics.h"
+
+#include <string_view>
+
+#include "fmt/format.h"
+
+namespace turnpike::control {
+namespace {
+
+class Writer {
+ public:
+  void Family(std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
+                   type);
+  }
+  void Sample(std::string_view name, std::string_view labels, uint64_t value) {
+    fmt::format_to(std::back_inserter(out_), "{}{}{}{} {}\n", name, labels.empty() ? "" : "{",
+                   labels, labels.empty() ? "" : "}", value);
+  }
+  void SampleDouble(std::string_view name, std::string_view labels, double value) {
+    fmt::format_to(std::back_inserter(out_), "{}{}{}{} {}\n", name,
+                   labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}", value);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+// Label values here come from our own tables and addresses, but escape anyway (the exposition
+// format escapes backslash, double quote and newline).
+std::string Escape(std::string_view v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch == '"') {
+      out += "\\\"";
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string Label(std::string_view key, std::string_view value) {
+  return fmt::format("{}=\"{}\"", key, Escape(value));
+}
+
+}  // namespace
+
+std::string RenderMetrics(const MetricsInput& in) {
+  turn::EngineCounters e;
+  for (const turn::EngineCounters& w : in.engine) e.Add(w);
+  dataplane::UringCounters io;
+  for (const dataplane::UringCounters& w : in.io) {
+    io.rx_packets += w.rx_packets;
+    io.rx_bytes += w.rx_bytes;
+    io.rx_enobufs += w.rx_enobufs;
+    io.rx_truncated += w.rx_truncated;
+    io.rx_errors += w.rx_errors;
+    io.tx_packets += w.tx_packets;
+    io.tx_bytes += w.tx_bytes;
+    io.tx_no_slot += w.tx_no_slot;
+    io.tx_no_sqe += w.tx_no_sqe;
+    io.tx_too_big += w.tx_too_big;
+    io.tx_stale_socket += w.tx_stale_socket;
+    io.tx_err_again += w.tx_err_again;
+    io.tx_err_unreachable += w.tx_err_unreachable;
+    io.tx_err_denied += w.tx_err_denied;
+    io.tx_err_too_big += w.tx_err_too_big;
+    io.tx_err_other += w.tx_err_other;
+  }
+
+  Writer m;
+  m.Family("turnpike_build_info", "gauge", "Build and run information; always 1.");
+  m.Sample("turnpike_build_info",
+           Label("version", in.version) + "," + Label("backend", in.backend) + "," +
+               Label("color", in.color),
+           1);
+  m.Family("turnpike_start_time_seconds", "gauge", "Unix time the process started.");
+  m.SampleDouble("turnpike_start_time_seconds", "", in.start_time_s);
+  m.Family("turnpike_draining", "gauge", "1 while the node refuses new allocations (drain).");
+  m.Sample("turnpike_draining", "", in.draining ? 1 : 0);
+  m.Family("turnpike_ready", "gauge", "1 when /readyz answers 200.");
+  m.Sample("turnpike_ready", "", in.ready ? 1 : 0);
+  m.Family("turnpike_workers", "gauge", "Data-plane worker threads.");
+  m.Sample("turnpike_workers", "", in.engine.size());
+
+  // Gauges: the engines recompute them in their once-a-second sweep.
+  m.Family("turnpike_allocations", "gauge",
+           "Allocations by client transport and relay address family (up to 1 s old).");
+  m.Sample("turnpike_allocations", Label("transport", "udp") + "," + Label("family", "ipv4"),
+           e.allocations_ipv4);
+  m.Sample("turnpike_allocations", Label("transport", "udp") + "," + Label("family", "ipv6"),
+           e.allocations_ipv6);
+  m.Family("turnpike_permissions", "gauge", "Installed permissions (up to 1 s old).");
+  m.Sample("turnpike_permissions", "", e.permissions);
+  m.Family("turnpike_channels", "gauge", "Bound channels (up to 1 s old).");
+  m.Sample("turnpike_channels", "", e.channels);
+  m.Family("turnpike_node_allocations", "gauge",
+           "Allocations counted against total-quota (current).");
+  m.Sample("turnpike_node_allocations", "", in.node_allocations);
+  m.Family("turnpike_allocation_quota", "gauge",
+           "Configured quota by scope (total-quota, user-quota); 0 means unlimited.");
+  m.Sample("turnpike_allocation_quota", Label("scope", "total"), in.total_quota);
+  m.Sample("turnpike_allocation_quota", Label("scope", "user"), in.user_quota);
+  m.Family("turnpike_relay_ports_free", "gauge", "Relay ports free per relay address.");
+  for (const MetricsInput::Relay& r : in.relays) {
+    m.Sample("turnpike_relay_ports_free", Label("relay_ip", r.ip), r.free_ports);
+  }
+  m.Family("turnpike_relay_ports", "gauge", "Relay ports configured per relay address.");
+  for (const MetricsInput::Relay& r : in.relays) {
+    m.Sample("turnpike_relay_ports", Label("relay_ip", r.ip), r.total_ports);
+  }
+
+  m.Family("turnpike_relayed_packets_total", "counter", "Packets relayed, by direction.");
+  m.Sample("turnpike_relayed_packets_total", Label("direction", "to_peer"), e.to_peer_packets);
+  m.Sample("turnpike_relayed_packets_total", Label("direction", "to_client"),
+           e.to_client_packets);
+  m.Family("turnpike_relayed_bytes_total", "counter",
+           "Application bytes relayed, by direction.");
+  m.Sample("turnpike_relayed_bytes_total", Label("direction", "to_peer"), e.to_peer_bytes);
+  m.Sample("turnpike_relayed_bytes_total", Label("direction", "to_client"), e.to_client_bytes);
+  m.Family("turnpike_received_packets_total", "counter",
+           "Datagrams handed to the engine, by source.");
+  m.Sample("turnpike_received_packets_total", Label("source", "client"), e.rx_client_packets);
+  m.Sample("turnpike_received_packets_total", Label("source", "peer"), e.rx_peer_packets);
+  m.Family("turnpike_socket_packets_total", "counter", "Datagrams through the sockets.");
+  m.Sample("turnpike_socket_packets_total", Label("direction", "rx"), io.rx_packets);
+  m.Sample("turnpike_socket_packets_total", Label("direction", "tx"), io.tx_packets);
+  m.Family("turnpike_socket_bytes_total", "counter", "Bytes through the sockets.");
+  m.Sample("turnpike_socket_bytes_total", Label("direction", "rx"), io.rx_bytes);
+  m.Sample("turnpike_socket_bytes_total", Label("direction", "tx"), io.tx_bytes);
+  m.Family("turnpike_stun_requests_total", "counter", "STUN/TURN requests received.");
+  m.Sample("turnpike_stun_requests_total", "", e.stun_requests);
+  m.Family("turnpike_binding_requests_total", "counter", "STUN Binding requests received.");
+  m.Sample("turnpike_binding_requests_total", "", e.binding_requests);
+
+  m.Family("turnpike_dropped_packets_total", "counter",
+           "Packets the engine dropped, by reason.");
+  for (size_t i = 0; i < e.drops.size(); ++i) {
+    m.Sample("turnpike_dropped_packets_total",
+             Label("reason", turn::DropReasonName(static_cast<turn::DropReason>(i))), e.drops[i]);
+  }
+  m.Family("turnpike_io_dropped_packets_total", "counter",
+           "Packets the socket layer dropped, by reason.");
+  const std::pair<std::string_view, uint64_t> io_drops[] = {
+      {"rx_no_buffer", io.rx_enobufs},   {"rx_truncated", io.rx_truncated},
+      {"rx_error", io.rx_errors},        {"tx_no_slot", io.tx_no_slot},
+      {"tx_no_sqe", io.tx_no_sqe},       {"tx_too_big", io.tx_too_big},
+      {"tx_stale_socket", io.tx_stale_socket},
+  };
+  for (const auto& [reason, value] : io_drops) {
+    m.Sample("turnpike_io_dropped_packets_total", Label("reason", reason), value);
+  }
+  m.Family("turnpike_send_errors_total", "counter", "Failed sends, by error class.");
+  const std::pair<std::string_view, uint64_t> send_errors[] = {
+      {"again", io.tx_err_again},       {"unreachable", io.tx_err_unreachable},
+      {"denied", io.tx_err_denied},     {"too_big", io.tx_err_too_big},
+      {"other", io.tx_err_other},
+  };
+  for (const auto& [cls, value] : send_errors) {
+    m.Sample("turnpike_send_errors_total", Label("class", cls), value);
+  }
+  m.Family("turnpike_auth_failures_total", "counter", "Authentication failures, by reason.");
+  for (size_t i = 0; i < e.auth_failures.size(); ++i) {
+    m.Sample("turnpike_auth_failures_total",
+             Label("reason", turn::AuthFailureName(static_cast<turn::AuthFailure>(i))),
+             e.auth_failures[i]);
+  }
+  m.Family("turnpike_allocation_requests_total", "counter", "Allocate requests, by result.");
+  for (size_t i = 0; i < e.allocate_results.size(); ++i) {
+    m.Sample("turnpike_allocation_requests_total",
+             Label("result", turn::AllocateResultName(static_cast<turn::AllocateResult>(i))),
+             e.allocate_results[i]);
+  }
+  m.Family("turnpike_quota_rejections_total", "counter",
+           "Allocate requests refused by user-quota or total-quota (486).");
+  m.Sample("turnpike_quota_rejections_total", "",
+           e.allocate_results[static_cast<size_t>(turn::AllocateResult::kQuota)]);
+  m.Family("turnpike_allocations_ended_total", "counter", "Allocations ended, by cause.");
+  m.Sample("turnpike_allocations_ended_total", Label("cause", "expired"), e.allocations_expired);
+  m.Sample("turnpike_allocations_ended_total", Label("cause", "deleted"), e.allocations_deleted);
+  m.Family("turnpike_permissions_created_total", "counter", "Permissions installed.");
+  m.Sample("turnpike_permissions_created_total", "", e.permissions_created);
+  m.Family("turnpike_channels_bound_total", "counter", "Channel bindings made.");
+  m.Sample("turnpike_channels_bound_total", "", e.channels_bound);
+
+  m.Family("turnpike_worker_busy_ratio", "gauge",
+           "Share of the last second each worker spent handling work rather than waiting.");
+  for (size_t w = 0; w < in.busy_ratio.size(); ++w) {
+    m.SampleDouble("turnpike_worker_busy_ratio", Label("worker", std::to_string(w)),
+                   in.busy_ratio[w]);
+  }
+  m.Family("turnpike_worker_busy_seconds_total", "counter",
+           "Seconds each worker spent handling work rather than waiting.");
+  for (size_t w = 0; w < in.io.size(); ++w) {
+    m.SampleDouble("turnpike_worker_busy_seconds_total", Label("worker", std::to_string(w)),
+                   static_cast<double>(in.io[w].busy_ns) / 1e9);
+  }
+  m.Family("turnpike_worker_allocations", "gauge", "Allocations owned by each worker.");
+  for (size_t w = 0; w < in.io.size(); ++w) {
+    m.Sample("turnpike_worker_allocations", Label("worker", std::to_string(w)),
+             in.io[w].allocations);
+  }
+  m.Family("turnpike_event_subscribers", "gauge", "Open /v1/events streams.");
+  m.Sample("turnpike_event_subscribers", "", in.event_subscribers);
+  return m.Take();
+}
+
+}  // namespace turnpike::control
