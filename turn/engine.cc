@@ -94,7 +94,12 @@ struct Engine::Allocation {
   FiveTuple tuple;
   SocketId listener = kInvalidSocket;
   SocketId relay_socket = kInvalidSocket;
-  SocketAddress relay;  // the bound relay address
+  SocketAddress relay;  // the bound relay address (the requested family)
+  // Dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 7.2): an IPv6 relay next to the IPv4
+  // one, or the error that kept it from being made (ADDRESS-ERROR-CODE), 0 when not asked.
+  SocketId relay6_socket = kInvalidSocket;
+  SocketAddress relay6;
+  int relay6_error = 0;
   uint64_t expires_s = 0;
   std::string username;
   stun::TransactionId allocate_tid{};  // to answer a retransmitted Allocate (RFC 8656 7.2)
@@ -109,6 +114,14 @@ struct Engine::Allocation {
   uint64_t to_peer_bytes = 0;
   uint64_t to_client_packets = 0;
   uint64_t to_client_bytes = 0;
+
+  bool dual() const { return relay6_socket != kInvalidSocket; }
+  bool Serves(AddressFamily family) const {
+    return relay.family() == family || (dual() && relay6.family() == family);
+  }
+  SocketId SocketFor(AddressFamily family) const {
+    return dual() && relay6.family() == family ? relay6_socket : relay_socket;
+  }
 
   const Permission* FindPermission(const IpAddress& ip, uint64_t now_s) const {
     for (const Permission& p : permissions) {
@@ -221,11 +234,12 @@ void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
 void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<const uint8_t> data,
                           TxBatch& tx) {
   ++counters_.rx_peer_packets;
-  if (tag >= slots_.size() || !slots_[tag].in_use) {
+  const uint32_t slot = tag >> 1;  // relay tags are slot * 2 + (0: first relay, 1: IPv6 one)
+  if (slot >= slots_.size() || !slots_[slot].in_use) {
     counters_.Drop(DropReason::kNoAllocation);
     return;
   }
-  Allocation& alloc = slots_[tag];
+  Allocation& alloc = slots_[slot];
   if (alloc.expires_s <= now_s_) {  // expired, not swept yet
     counters_.Drop(DropReason::kNoAllocation);
     return;
@@ -323,7 +337,7 @@ void Engine::RelayToPeer(Allocation& alloc, const SocketAddress& peer,
     counters_.Drop(DropReason::kTxFull);
     return;
   }
-  d->socket = alloc.relay_socket;
+  d->socket = alloc.SocketFor(peer.family());
   d->dst = peer;
   d->head_len = 0;
   d->tail_pad = 0;
@@ -514,6 +528,16 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
       return;
     }
   }
+  bool additional_v6 = false;
+  if (auto value = msg.FindValue(attr::kAdditionalAddressFamily)) {
+    // RFC 8656 7.2: only IPv6 may be additional, and not together with an explicit family
+    // or a reservation.
+    if (value->size() != 4 || (*value)[0] != 0x02 || has_family || token_value) {
+      fail(400);
+      return;
+    }
+    additional_v6 = true;
+  }
   std::optional<IpAddress> relay_ip = node_->RelayIp(family);
   if (!token_value && !relay_ip) {
     fail(440);
@@ -547,7 +571,8 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   SocketAddress relay;
   SocketId socket = kInvalidSocket;
   uint64_t reservation = 0;
-  uint32_t tag = free_slots_.back();
+  const uint32_t slot = free_slots_.back();
+  const uint32_t tag = slot * 2;
   if (token_value) {
     uint64_t token = 0;
     for (uint8_t byte : *token_value) {
@@ -601,7 +626,7 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   }
 
   free_slots_.pop_back();
-  Allocation& alloc = slots_[tag];
+  Allocation& alloc = slots_[slot];
   const uint32_t generation = alloc.generation + 1;
   alloc = Allocation{};
   alloc.generation = generation;
@@ -615,11 +640,42 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   alloc.username = std::string(req.auth.username);
   alloc.reservation_token = reservation;
   std::memcpy(alloc.allocate_tid.data(), msg.transaction_id(), stun::kTransactionIdSize);
-  by_tuple_[req.tuple] = tag;
+  if (additional_v6) {
+    OpenIpv6Relay(alloc, tag + 1, msg.Has(attr::kDontFragment));
+  }
+  by_tuple_[req.tuple] = slot;
   counters_.Allocate(AllocateResult::kSuccess);
-  SPDLOG_DEBUG("allocation {} for {} user '{}' relay {} lifetime {}s", tag,
+  SPDLOG_DEBUG("allocation {} for {} user '{}' relay {} lifetime {}s", slot,
                req.tuple.client.ToString(), alloc.username, relay.ToString(), lifetime);
   SendAllocateSuccess(req, alloc);
+}
+
+void Engine::OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment) {
+  std::optional<IpAddress> ip = node_->RelayIp(AddressFamily::kIPv6);
+  if (!ip) {
+    alloc.relay6_error = 440;
+    return;
+  }
+  for (int attempt = 0; attempt < kOpenAttempts; ++attempt) {
+    auto grant = node_->TakePort(*ip, false, false, now_s_);
+    if (!grant) {
+      break;
+    }
+    SocketAddress relay{*ip, grant->port};
+    auto opened = relays_->OpenRelay(relay, tag);
+    if (opened.ok()) {
+      if (dont_fragment && !relays_->SetDontFragment(*opened).ok()) {
+        relays_->CloseRelay(*opened);
+        node_->ReturnPort(relay.ip, relay.port);
+        break;  // the IPv4 relay took DF, so this cannot happen with the same transport
+      }
+      alloc.relay6_socket = *opened;
+      alloc.relay6 = relay;
+      return;
+    }
+    node_->ReturnPort(relay.ip, relay.port);
+  }
+  alloc.relay6_error = 508;
 }
 
 void Engine::SendAllocateSuccess(Request& req, const Allocation& alloc) {
@@ -628,6 +684,16 @@ void Engine::SendAllocateSuccess(Request& req, const Allocation& alloc) {
     return;
   }
   b.AddXorAddress(attr::kXorRelayedAddress, Advertised(alloc.relay));
+  if (alloc.dual()) {
+    b.AddXorAddress(attr::kXorRelayedAddress, Advertised(alloc.relay6));
+  } else if (alloc.relay6_error != 0) {
+    // ADDRESS-ERROR-CODE (RFC 8656 18.12): family, 13 reserved bits, class, number, reason.
+    const std::string_view reason = ReasonPhrase(alloc.relay6_error);
+    uint8_t value[4 + 32] = {0x02, 0, static_cast<uint8_t>(alloc.relay6_error / 100),
+                             static_cast<uint8_t>(alloc.relay6_error % 100)};
+    std::memcpy(value + 4, reason.data(), std::min(reason.size(), size_t{32}));
+    b.AddAttribute(attr::kAddressErrorCode, {value, 4 + std::min(reason.size(), size_t{32})});
+  }
   uint64_t left = alloc.expires_s > now_s_ ? alloc.expires_s - now_s_ : 0;
   b.AddU32(attr::kLifetime, static_cast<uint32_t>(left));
   if (alloc.reservation_token != 0) {
@@ -645,7 +711,11 @@ void Engine::HandleRefresh(Request& req, Allocation* alloc) {
   const MessageView& msg = req.msg;
   if (auto value = msg.FindValue(attr::kRequestedAddressFamily)) {
     uint8_t wanted = value->empty() ? 0 : (*value)[0];
-    if (wanted != static_cast<uint8_t>(alloc->relay.family())) {
+    if (wanted != 1 && wanted != 2) {
+      SendError(req, 400);
+      return;
+    }
+    if (!alloc->Serves(static_cast<AddressFamily>(wanted))) {
       SendError(req, 443);
       return;
     }
@@ -682,7 +752,7 @@ void Engine::HandleCreatePermission(Request& req, Allocation* alloc) {
   }
   // All or nothing (RFC 8656 9.2): check every peer before installing any.
   for (size_t i = 0; i < n; ++i) {
-    if (peers[i].family() != alloc->relay.family()) {
+    if (!alloc->Serves(peers[i].family())) {
       SendError(req, 443);
       return;
     }
@@ -728,7 +798,7 @@ void Engine::HandleChannelBind(Request& req, Allocation* alloc) {
     SendError(req, 400);
     return;
   }
-  if (peer->family() != alloc->relay.family()) {
+  if (!alloc->Serves(peer->family())) {
     SendError(req, 443);
     return;
   }
@@ -909,15 +979,19 @@ Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
 }
 
 void Engine::Release(Allocation* alloc) {
-  uint32_t tag = static_cast<uint32_t>(alloc - slots_.data());
+  uint32_t slot = static_cast<uint32_t>(alloc - slots_.data());
   relays_->CloseRelay(alloc->relay_socket);
   node_->ReturnPort(alloc->relay.ip, alloc->relay.port);
+  if (alloc->dual()) {
+    relays_->CloseRelay(alloc->relay6_socket);
+    node_->ReturnPort(alloc->relay6.ip, alloc->relay6.port);
+  }
   node_->Leave(alloc->username);
   by_tuple_.erase(alloc->tuple);
   const uint32_t generation = alloc->generation;
   *alloc = Allocation{};
   alloc->generation = generation;
-  free_slots_.push_back(tag);
+  free_slots_.push_back(slot);
 }
 
 void Engine::Tick() {
@@ -942,6 +1016,7 @@ void Engine::Tick() {
     alloc.channels.erase(std::remove_if(alloc.channels.begin(), alloc.channels.end(), expired),
                          alloc.channels.end());
     (alloc.relay.ip.is_v4() ? v4 : v6) += 1;
+    v6 += alloc.dual() ? 1 : 0;
     permissions += alloc.permissions.size();
     channels += alloc.channels.size();
   }
@@ -971,6 +1046,11 @@ void Engine::FillInfo(const Allocation& alloc, AllocationInfo* info) const {
   info->tuple = alloc.tuple;
   info->relay = alloc.relay;
   info->advertised = Advertised(alloc.relay);
+  info->dual = alloc.dual();
+  if (alloc.dual()) {
+    info->relay6 = alloc.relay6;
+    info->advertised6 = Advertised(alloc.relay6);
+  }
   info->username = alloc.username;
   info->lifetime_left_s = left(alloc.expires_s);
   info->permissions.clear();

@@ -94,6 +94,9 @@ struct AllocationInfo {
   FiveTuple tuple;
   SocketAddress relay;       // the bound relay address
   SocketAddress advertised;  // what XOR-RELAYED-ADDRESS says (external-ip applied)
+  bool dual = false;         // RFC 8656 dual allocation: an IPv6 relay as well
+  SocketAddress relay6;
+  SocketAddress advertised6;
   std::string username;
   uint32_t lifetime_left_s = 0;
   std::vector<Permission> permissions;
@@ -179,6 +182,9 @@ class Engine {
   void SendError(Request& req, int code, std::span<const uint16_t> unknown = {});
   void SendChallenge(Request& req, int code);  // 401 / 438 with REALM, NONCE
   void SendAllocateSuccess(Request& req, const Allocation& alloc);
+  // Adds the IPv6 relay of a dual allocation; on failure records 440 or 508 for
+  // ADDRESS-ERROR-CODE and the allocation goes on with its IPv4 relay only (RFC 8656 7.2).
+  void OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment);
 
   Allocation* Lookup(const FiveTuple& tuple);
   void Release(Allocation* alloc);

@@ -23,6 +23,8 @@ CLIENTS="${UCLIENT_CLIENTS:-10}"
 MESSAGES="${UCLIENT_MESSAGES:-50}"
 LENGTH="${UCLIENT_LENGTH:-170}"
 RUN_DEADLINE="${UCLIENT_DEADLINE:-60}"
+# The address uclient talks to, its peer's, and the relayed addresses expected (ipv6 mode: ::1).
+CLIENT_HOST=127.0.0.1
 
 tp_require turnutils_uclient turnutils_peer
 
@@ -32,8 +34,8 @@ run_uclient() {
   shift
   local rc=0
   tp_log "turnutils_uclient $* (-m ${CLIENTS} -n ${MESSAGES} -l ${LENGTH})"
-  timeout "${RUN_DEADLINE}" turnutils_uclient -v "$@" -e "${TP_HOST}" -r "${TP_PEER_PORT}" \
-    -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" "${TP_HOST}" \
+  timeout "${RUN_DEADLINE}" turnutils_uclient -v "$@" -e "${CLIENT_HOST}" -r "${TP_PEER_PORT}" \
+    -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" "${CLIENT_HOST}" \
     >"${out}" 2>&1 || rc=$?
   return ${rc}
 }
@@ -42,12 +44,17 @@ run_uclient() {
 check_uclient_output() {
   local out="$1" what="$2"
   local relays bad send_msgs recv_msgs send_bytes recv_bytes lost
-  relays="$(grep -oE 'Received relay addr: [0-9.]+:[0-9]+' "${out}" | awk '{print $4}')"
+  relays="$(grep -oE 'Received relay addr: [0-9a-f.:]+:[0-9]+' "${out}" | awk '{print $4}')"
   [[ -n "${relays}" ]] || tp_fail "${what}: uclient reported no relayed address"
-  bad="$(awk -F: -v lo="${TP_MIN_PORT}" -v hi="${TP_MAX_PORT}" \
-    '$1 != "127.0.0.1" || $2 < lo || $2 > hi' <<<"${relays}")"
+  bad=""
+  local r
+  while read -r r; do  # host is everything before the last colon (IPv6 has more colons)
+    if [[ "${r%:*}" != "${CLIENT_HOST}" ]] || (( ${r##*:} < TP_MIN_PORT || ${r##*:} > TP_MAX_PORT )); then
+      bad+="${r} "
+    fi
+  done <<<"${relays}"
   [[ -z "${bad}" ]] ||
-    tp_fail "${what}: relayed address(es) outside 127.0.0.1:${TP_MIN_PORT}-${TP_MAX_PORT}: ${bad}"
+    tp_fail "${what}: relayed address(es) outside ${CLIENT_HOST}:${TP_MIN_PORT}-${TP_MAX_PORT}: ${bad}"
   local n_relays
   n_relays="$(wc -l <<<"${relays}")"
   (( n_relays >= CLIENTS )) || tp_fail "${what}: only ${n_relays} allocations for ${CLIENTS} clients"
@@ -161,8 +168,25 @@ negative_tests() {
 }
 
 tp_init
-tp_start_server
-tp_start_peer
+if [[ "${MODE}" == ipv6 ]]; then
+  # Dual-stack server: listening and relaying on ::1 as well; uclient asks for IPv6 relayed
+  # addresses (-x) and its echo peer listens on ::1.
+  CLIENT_HOST=::1
+  tp_start_server "--listening-ip=::1" "--relay-ip=::1"
+  tp_start_peer
+  turnutils_peer -L ::1 -p "${TP_PEER_PORT}" >"${TP_TMP}/peer6-${TP_PEER_PORT}.log" 2>&1 &
+  peer6=$!
+  tp_track "${peer6}"
+  deadline=$(( SECONDS + 10 ))
+  until [[ -n "$(ss -Hnuln "src [::1]:${TP_PEER_PORT}" 2>/dev/null)" ]]; do
+    kill -0 "${peer6}" 2>/dev/null || tp_fail "the IPv6 echo peer exited"
+    (( SECONDS < deadline )) || tp_fail "the IPv6 echo peer did not bind [::1]:${TP_PEER_PORT}"
+    sleep 0.05  # poll interval
+  done
+else
+  tp_start_server
+  tp_start_peer
+fi
 
 case "${MODE}" in
   channel)
@@ -178,11 +202,14 @@ case "${MODE}" in
   c2c)
     positive_run c2c -y -W "${TP_SECRET}"
     ;;
+  ipv6)
+    positive_run ipv6 -x -W "${TP_SECRET}"
+    ;;
   negative)
     negative_tests
     ;;
   *)
-    tp_fail "unknown mode '${MODE}' (channel, userpass, send, c2c, negative)"
+    tp_fail "unknown mode '${MODE}' (channel, userpass, send, c2c, ipv6, negative)"
     ;;
 esac
 

@@ -1054,5 +1054,98 @@ TEST_F(EngineTest, UnauthenticatedResponsesStayWithinTwiceTheRequestOnTheWire) {
   }
 }
 
+
+TEST_F(EngineTest, DualAllocationRelaysBothFamilies) {
+  config_.relay_ips = {*IpAddress::Parse("192.0.2.10"), *IpAddress::Parse("2001:db8::10")};
+  Build();
+  std::string user = Username();
+  auto key = KeyFor(user);
+  auto sent = FromClient(Request(Method::kAllocate, [](MessageBuilder& b) {
+    UdpTransport(b);
+    uint8_t v6[4] = {0x02, 0, 0, 0};
+    b.AddAttribute(attr::kAdditionalAddressFamily, v6);
+  }, user, Nonce(), key));
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+  ASSERT_EQ(msg->message_class(), MessageClass::kSuccessResponse);
+  SocketAddress relays[4];
+  size_t bad = 0;
+  ASSERT_EQ(msg->FindAllXorAddresses(attr::kXorRelayedAddress, relays, &bad), 2u);
+  EXPECT_TRUE(relays[0].ip.is_v4());
+  EXPECT_TRUE(relays[1].ip.is_v6());
+  EXPECT_EQ(relays_.open.size(), 2u);
+
+  Allocated a{0, relays[0], user, key, std::string(*MessageView::Parse(
+      FromClient(Request(Method::kAllocate, UdpTransport, "", "", {}), Addr("203.0.113.5:40000"))
+          .at(0).bytes, nullptr)->FindString(attr::kNonce))};
+  // Permissions for a peer of each family; the IPv6 one goes out of the IPv6 relay.
+  const SocketAddress peer4 = Addr("198.51.99.1:9");
+  const SocketAddress peer6 = Addr("[2606:4700::1111]:9");
+  ASSERT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+              b.AddXorAddress(attr::kXorPeerAddress, peer4);
+              b.AddXorAddress(attr::kXorPeerAddress, peer6);
+            }).second, 0);
+  std::vector<uint8_t> buf(256);
+  stun::TransactionId tid{};
+  MessageBuilder b(buf, Method::kSend, MessageClass::kIndication, tid.data());
+  b.AddXorAddress(attr::kXorPeerAddress, peer6);
+  std::vector<uint8_t> payload = {1, 2, 3};
+  b.AddAttribute(attr::kData, payload);
+  buf.resize(b.size());
+  auto out = FromClient(buf);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(relays_.open.at(out[0].socket).address, relays[1]);
+  // Packets from the IPv6 peer on the IPv6 relay reach the client.
+  uint32_t tag6 = 0;
+  for (auto& [id, r] : relays_.open) {
+    if (r.address == relays[1]) tag6 = r.tag;
+  }
+  EXPECT_EQ(FromPeer(tag6, peer6, payload).size(), 1u);
+  // Deleting releases both relays.
+  ASSERT_EQ(Call(a, Method::kRefresh, [](MessageBuilder& m) { m.AddU32(attr::kLifetime, 0); })
+                .second, 0);
+  EXPECT_TRUE(relays_.open.empty());
+}
+
+TEST_F(EngineTest, DualAllocationWithoutIpv6RelayReportsAddressErrorCode) {
+  std::string user = Username();
+  auto sent = FromClient(Request(Method::kAllocate, [](MessageBuilder& b) {
+    UdpTransport(b);
+    uint8_t v6[4] = {0x02, 0, 0, 0};
+    b.AddAttribute(attr::kAdditionalAddressFamily, v6);
+  }, user, Nonce(), KeyFor(user)));
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+  ASSERT_EQ(msg->message_class(), MessageClass::kSuccessResponse);
+  auto error = msg->FindValue(attr::kAddressErrorCode);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ((*error)[0], 0x02);
+  EXPECT_EQ((*error)[2] * 100 + (*error)[3], 440);
+  EXPECT_EQ(relays_.open.size(), 1u);
+}
+
+TEST_F(EngineTest, AdditionalFamilyIpv4OrWithRequestedFamilyIs400) {
+  std::string user = Username();
+  std::string nonce = Nonce();
+  auto v4 = FromClient(Request(Method::kAllocate, [](MessageBuilder& b) {
+    UdpTransport(b);
+    uint8_t fam[4] = {0x01, 0, 0, 0};
+    b.AddAttribute(attr::kAdditionalAddressFamily, fam);
+  }, user, nonce, KeyFor(user)));
+  EXPECT_EQ(MessageView::Parse(v4.at(0).bytes, nullptr)->FindErrorCode(), 400);
+  auto both = FromClient(Request(Method::kAllocate, [](MessageBuilder& b) {
+    UdpTransport(b);
+    uint8_t fam[4] = {0x02, 0, 0, 0};
+    b.AddAttribute(attr::kRequestedAddressFamily, fam);
+    b.AddAttribute(attr::kAdditionalAddressFamily, fam);
+  }, user, nonce, KeyFor(user)));
+  EXPECT_EQ(MessageView::Parse(both.at(0).bytes, nullptr)->FindErrorCode(), 400);
+}
+
+TEST_F(EngineTest, PeerOfTheOtherFamilyIs443) {
+  Allocated a = Allocate();  // IPv4 only
+  EXPECT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+              b.AddXorAddress(attr::kXorPeerAddress, Addr("[2606:4700::1111]:9"));
+            }).second, 443);
+}
+
 }  // namespace
 }  // namespace turnpike::turn
