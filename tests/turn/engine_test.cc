@@ -1147,5 +1147,39 @@ TEST_F(EngineTest, PeerOfTheOtherFamilyIs443) {
             }).second, 443);
 }
 
+
+TEST_F(EngineTest, ForbiddenIpv6FormsAre403OnAnIpv6Allocation) {
+  config_.relay_ips = {*IpAddress::Parse("192.0.2.10"), *IpAddress::Parse("2001:db8::10")};
+  Build();
+  std::string user = Username();
+  auto key = KeyFor(user);
+  std::string nonce = Nonce();
+  auto sent = FromClient(Request(Method::kAllocate, [](MessageBuilder& b) {
+    UdpTransport(b);
+    uint8_t v6[4] = {0x02, 0, 0, 0};
+    b.AddAttribute(attr::kRequestedAddressFamily, v6);
+  }, user, nonce, key));
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+  ASSERT_EQ(msg->message_class(), MessageClass::kSuccessResponse);
+  ASSERT_TRUE(msg->FindXorAddress(attr::kXorRelayedAddress)->ip.is_v6());
+  Allocated a{0, *msg->FindXorAddress(attr::kXorRelayedAddress), user, key, nonce};
+  for (const char* peer : {"[::ffff:127.0.0.1]:9", "[::ffff:169.254.169.254]:80",
+                           "[64:ff9b::a9fe:a9fe]:80", "[2002:7f00:1::1]:9", "[::127.0.0.1]:9",
+                           "[::1]:9", "[::]:9", "[fe80::1]:9", "[fc00::1]:9", "[ff02::1]:9",
+                           "[::ffff:10.0.0.1]:9", "[2001:0:4136:e378:8000:63bf:3fff:fdd2]:9"}) {
+    SCOPED_TRACE(peer);
+    EXPECT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+                b.AddXorAddress(attr::kXorPeerAddress, Addr(peer));
+              }).second, 403);
+    EXPECT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+                b.AddU32(attr::kChannelNumber, 0x4000u << 16);
+                b.AddXorAddress(attr::kXorPeerAddress, Addr(peer));
+              }).second, 403);
+  }
+  EXPECT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+              b.AddXorAddress(attr::kXorPeerAddress, Addr("[2606:4700::1111]:9"));
+            }).second, 0);
+}
+
 }  // namespace
 }  // namespace turnpike::turn
