@@ -348,3 +348,21 @@ tp_mint_credentials() {
     openssl dgst -sha1 -hmac "${secret}" -binary | openssl base64 -A)"
   [[ -n "${TP_PASSWORD}" ]] || tp_fail "could not compute the REST password with openssl"
 }
+
+# Prints a TCP port that is free on 127.0.0.1 right now (the kernel picks it), e.g. for the
+# control plane's HTTP listener.
+tp_free_tcp_port() {
+  python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# Waits until an HTTP GET of $1 answers at all (any status; deadline $2 s, default 10).
+tp_wait_http() {
+  local url="$1" deadline=$(( SECONDS + ${2:-10} ))
+  until curl -s -o /dev/null --max-time 1 "${url}"; do
+    (( SECONDS < deadline )) || tp_fail "nothing answered HTTP at ${url} within the deadline"
+    sleep 0.05  # poll interval
+  done
+}
