@@ -79,6 +79,16 @@ AllocateResult ResultFor(int code) {
 
 }  // namespace
 
+std::string_view AllocationEndName(AllocationEnd e) {
+  switch (e) {
+    case AllocationEnd::kRefreshZero: return "refresh";
+    case AllocationEnd::kExpired: return "expired";
+    case AllocationEnd::kKilled: return "killed";
+    case AllocationEnd::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
 struct Engine::Allocation {
   struct Permission {
     IpAddress ip;
@@ -189,7 +199,10 @@ Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeSta
   indication_tid_[0] = static_cast<uint8_t>(options.worker_index);
 }
 
-Engine::~Engine() { CloseAll(); }
+Engine::~Engine() {
+  events_ = nullptr;  // the sink's owner may be mid-destruction; shutdown events come from Stop
+  CloseAll();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Receive paths
@@ -645,6 +658,10 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   }
   by_tuple_[req.tuple] = slot;
   counters_.Allocate(AllocateResult::kSuccess);
+  if (events_ != nullptr) {
+    FillInfo(alloc, &event_scratch_);
+    events_->OnAllocationCreated(event_scratch_);
+  }
   SPDLOG_DEBUG("allocation {} for {} user '{}' relay {} lifetime {}s", slot,
                req.tuple.client.ToString(), alloc.username, relay.ToString(), lifetime);
   SendAllocateSuccess(req, alloc);
@@ -729,7 +746,7 @@ void Engine::HandleRefresh(Request& req, Allocation* alloc) {
   }
   if (lifetime == 0) {
     ++counters_.allocations_deleted;
-    Release(alloc);
+    Release(alloc, AllocationEnd::kRefreshZero);
   } else {
     alloc->expires_s = now_s_ + lifetime;
     alloc->lifetime = lifetime;
@@ -972,13 +989,16 @@ Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
     // Expired but not swept yet: end it now, so that a new Allocate on this 5-tuple cannot
     // overwrite the table entry and orphan the old slot, relay socket, port and quota.
     ++counters_.allocations_expired;
-    Release(&alloc);
+    Release(&alloc, AllocationEnd::kExpired);
     return nullptr;
   }
   return &alloc;
 }
 
-void Engine::Release(Allocation* alloc) {
+void Engine::Release(Allocation* alloc, AllocationEnd reason) {
+  if (events_ != nullptr) {
+    events_->OnAllocationDeleted(AllocationId(*alloc), alloc->username, reason);
+  }
   uint32_t slot = static_cast<uint32_t>(alloc - slots_.data());
   relays_->CloseRelay(alloc->relay_socket);
   node_->ReturnPort(alloc->relay.ip, alloc->relay.port);
@@ -1006,7 +1026,7 @@ void Engine::Tick() {
     if (alloc.expires_s <= now_s_) {
       ++counters_.allocations_expired;
       SPDLOG_DEBUG("allocation for {} expired", alloc.tuple.client.ToString());
-      Release(&alloc);
+      Release(&alloc, AllocationEnd::kExpired);
       continue;
     }
     auto expired = [this](const auto& entry) { return entry.expires_s <= now_s_; };
@@ -1028,7 +1048,7 @@ void Engine::Tick() {
 
 void Engine::CloseAll() {
   while (!by_tuple_.empty()) {
-    Release(&slots_[by_tuple_.begin()->second]);
+    Release(&slots_[by_tuple_.begin()->second], AllocationEnd::kShutdown);
   }
 }
 
@@ -1092,7 +1112,7 @@ bool Engine::KillAllocation(uint64_t id) {
   ++counters_.allocations_deleted;
   SPDLOG_INFO("allocation of {} (user '{}', relay {}) ended by the control plane",
               alloc.tuple.client.ToString(), alloc.username, alloc.relay.ToString());
-  Release(&alloc);
+  Release(&alloc, AllocationEnd::kKilled);
   return true;
 }
 

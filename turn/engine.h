@@ -107,6 +107,25 @@ struct AllocationInfo {
   uint64_t to_client_bytes = 0;
 };
 
+// Why an allocation ended (for the control plane's event stream).
+enum class AllocationEnd : uint8_t {
+  kRefreshZero = 0,  // client sent Refresh with LIFETIME 0
+  kExpired,          // lifetime ran out
+  kKilled,           // KillAllocation (control plane)
+  kShutdown,         // CloseAll
+};
+std::string_view AllocationEndName(AllocationEnd e);  // "refresh", "expired", "killed", "shutdown"
+
+// Allocation life events, called on the worker's own thread on the allocation path only (never
+// per relayed packet). Implementations must be cheap and must not call back into the engine.
+class EngineEventSink {
+ public:
+  virtual ~EngineEventSink() = default;
+  virtual void OnAllocationCreated(const AllocationInfo& info) = 0;
+  virtual void OnAllocationDeleted(uint64_t id, std::string_view username,
+                                   AllocationEnd reason) = 0;
+};
+
 struct EngineOptions {
   uint32_t worker_index = 0;
   uint32_t max_allocations = 1024;  // this worker's table size
@@ -150,6 +169,9 @@ class Engine {
   // old id.
   static uint32_t WorkerOf(uint64_t id) { return static_cast<uint32_t>(id >> 56); }
 
+  // Optional; set before the worker starts (nullptr: no events). Not owned.
+  void SetEventSink(EngineEventSink* sink) { events_ = sink; }
+
   const EngineCounters& counters() const { return counters_; }
   size_t allocation_count() const { return by_tuple_.size(); }
 
@@ -187,7 +209,7 @@ class Engine {
   void OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment);
 
   Allocation* Lookup(const FiveTuple& tuple);
-  void Release(Allocation* alloc);
+  void Release(Allocation* alloc, AllocationEnd reason);
   SocketAddress Advertised(const SocketAddress& relay) const;
   bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
   // Unauthenticated answers: the source's rate budget, then the size budget (at most twice
@@ -198,6 +220,8 @@ class Engine {
   uint64_t AllocationId(const Allocation& alloc) const;
   void FillInfo(const Allocation& alloc, AllocationInfo* info) const;
 
+  EngineEventSink* events_ = nullptr;
+  AllocationInfo event_scratch_;  // reused for OnAllocationCreated
   std::unique_ptr<ServerConfig> owned_config_;  // set by Reconfigure
   const ServerConfig* config_;
   EngineOptions options_;

@@ -1181,5 +1181,45 @@ TEST_F(EngineTest, ForbiddenIpv6FormsAre403OnAnIpv6Allocation) {
             }).second, 0);
 }
 
+
+class RecordingSink : public EngineEventSink {
+ public:
+  void OnAllocationCreated(const AllocationInfo& info) override { created.push_back(info); }
+  void OnAllocationDeleted(uint64_t id, std::string_view username,
+                           AllocationEnd reason) override {
+    deleted.push_back({id, std::string(username), reason});
+  }
+  struct Deleted {
+    uint64_t id;
+    std::string username;
+    AllocationEnd reason;
+  };
+  std::vector<AllocationInfo> created;
+  std::vector<Deleted> deleted;
+};
+
+TEST_F(EngineTest, EventSinkSeesEveryAllocationStartAndEndWithItsReason) {
+  RecordingSink sink;
+  engine_->SetEventSink(&sink);
+  Allocated a = Allocate(Addr("203.0.113.5:1"));
+  Allocated b = Allocate(Addr("203.0.113.5:2"));
+  Allocate(Addr("203.0.113.5:3"));
+  ASSERT_EQ(sink.created.size(), 3u);
+  EXPECT_EQ(sink.created[0].relay, a.relay);
+  EXPECT_EQ(sink.created[0].username, a.username);
+  ASSERT_EQ(Call(a, Method::kRefresh, [](MessageBuilder& m) { m.AddU32(attr::kLifetime, 0); },
+                 Addr("203.0.113.5:1")).second, 0);
+  EXPECT_TRUE(engine_->KillAllocation(sink.created[1].id));
+  engine_->CloseAll();
+  ASSERT_EQ(sink.deleted.size(), 3u);
+  EXPECT_EQ(sink.deleted[0].id, sink.created[0].id);
+  EXPECT_EQ(sink.deleted[0].reason, AllocationEnd::kRefreshZero);
+  EXPECT_EQ(sink.deleted[1].id, sink.created[1].id);
+  EXPECT_EQ(sink.deleted[1].reason, AllocationEnd::kKilled);
+  EXPECT_EQ(sink.deleted[2].reason, AllocationEnd::kShutdown);
+  EXPECT_EQ(AllocationEndName(AllocationEnd::kExpired), "expired");
+  (void)b;
+}
+
 }  // namespace
 }  // namespace turnpike::turn
