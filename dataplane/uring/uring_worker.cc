@@ -199,6 +199,37 @@ void UringWorker::CreateEngine(const ServerConfig& config, const turn::EngineOpt
   free_relays_.reserve(relays);
   for (uint32_t i = relays; i-- > 0;) free_relays_.push_back(i);
   engine_ = std::make_unique<turn::Engine>(config, options, node, this);
+  engine_->SetEventSink(this);
+}
+
+void UringWorker::OnAllocationCreated(const turn::AllocationInfo& info) {
+  if (event_callback_ == nullptr || !*event_callback_) return;
+  WorkerEvent e;
+  e.kind = WorkerEvent::Kind::kAllocationCreated;
+  e.worker = index_;
+  e.id = info.id;
+  e.username = info.username;
+  e.client = info.tuple.client.ToString();
+  e.relay = info.relay.ToString();
+  events_.push_back(std::move(e));
+}
+
+void UringWorker::OnAllocationDeleted(uint64_t id, std::string_view username,
+                                      turn::AllocationEnd reason) {
+  if (event_callback_ == nullptr || !*event_callback_) return;
+  WorkerEvent e;
+  e.kind = WorkerEvent::Kind::kAllocationDeleted;
+  e.worker = index_;
+  e.id = id;
+  e.username = std::string(username);
+  e.reason = std::string(turn::AllocationEndName(reason));
+  events_.push_back(std::move(e));
+}
+
+void UringWorker::FlushEvents() {
+  std::vector<WorkerEvent> batch;
+  batch.swap(events_);
+  (*event_callback_)(std::move(batch));
 }
 
 void UringWorker::Wake() {
@@ -629,6 +660,7 @@ void UringWorker::Run() {
       next_tick = now + tick_ns;
     }
     if (commands_pending_.load(std::memory_order_relaxed)) RunCommands();
+    if (!events_.empty()) FlushEvents();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     counters_.busy_ns += MonotonicNs() - now;
@@ -641,6 +673,7 @@ void UringWorker::Run() {
 void UringWorker::Shutdown() {
   engine_->CloseAll();
   FlushTx();
+  if (!events_.empty()) FlushEvents();
   counters_.allocations = engine_->allocation_count();
 
   // Cancel every remaining request (listener recvs, the wake read) and let queued sends finish,

@@ -27,7 +27,8 @@
 
 namespace turnpike::dataplane {
 
-class alignas(64) UringWorker final : public turn::RelayTransport {
+class alignas(64) UringWorker final : public turn::RelayTransport,
+                                       public turn::EngineEventSink {
  public:
   UringWorker(uint32_t index, const UringLimits& limits, const std::atomic<bool>* stop);
   ~UringWorker() override;
@@ -59,6 +60,12 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   absl::StatusOr<turn::SocketId> OpenRelay(const SocketAddress& address, uint32_t tag) override;
   void CloseRelay(turn::SocketId socket) override;
   absl::Status SetDontFragment(turn::SocketId socket) override;
+
+  // turn::EngineEventSink, called by the engine on this worker's thread (allocation path only).
+  // Events are gathered here and handed to the control plane once per loop iteration.
+  void OnAllocationCreated(const turn::AllocationInfo& info) override;
+  void OnAllocationDeleted(uint64_t id, std::string_view username,
+                           turn::AllocationEnd reason) override;
 
  private:
   struct Listener {
@@ -92,6 +99,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   void RecycleBuffers();
   void Shutdown();
   void RunCommands();
+  void FlushEvents();
   uint8_t* RxBuffer(uint16_t bid) const {
     return rx_mem_ + static_cast<size_t>(bid) * limits_.rx_buffer_size;
   }
@@ -138,6 +146,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   std::vector<WorkerCommand> commands_ ABSL_GUARDED_BY(commands_mu_);
   std::vector<WorkerCommand> running_;  // worker thread only
   const WorkerEventCallback* event_callback_ = nullptr;
+  std::vector<WorkerEvent> events_;  // worker thread only; flushed once per loop iteration
 };
 
 }  // namespace turnpike::dataplane

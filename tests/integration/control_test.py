@@ -443,12 +443,12 @@ def mode_api():
            "no drain-on event")
     wait_for(lambda: events.find(lambda e: e[0] == "config_reloaded" and
                                  e[1]["source"] == "SIGHUP"), "reload event")
-    if EVENTS_HAVE_ALLOCATIONS:
-        wait_for(lambda: events.find(lambda e: e[0] == "allocation_created" and
-                                     e[1]["id"] == alloc["id"]), "allocation_created event")
-        wait_for(lambda: events.find(lambda e: e[0] == "allocation_deleted" and
-                                     e[1]["id"] == alloc["id"] and
-                                     e[1]["reason"] == "killed"), "allocation_deleted event")
+    wait_for(lambda: events.find(lambda e: e[0] == "allocation_created" and
+                                 e[1]["id"] == alloc["id"] and
+                                 e[1]["relay"] == relayed_a), "allocation_created event")
+    wait_for(lambda: events.find(lambda e: e[0] == "allocation_deleted" and
+                                 e[1]["id"] == alloc["id"] and
+                                 e[1]["reason"] == "killed"), "allocation_deleted event")
 
     s, b, _ = call("GET", "/v1/node")
     expect(b["capacity"]["allocations"] == 4 and
@@ -466,9 +466,6 @@ def mode_api():
     expect(gone == 1, "turnpikectl kill ended %d allocations, want 1" % gone)
     wait_for(lambda: call("GET", "/v1/allocations")[1]["total"] == 0, "allocations to end")
     check_openapi()
-
-
-EVENTS_HAVE_ALLOCATIONS = False
 
 
 def ctl(*args, token=TOKEN, expect_rc=0):
@@ -682,9 +679,6 @@ def mode_storm():
 
 
 def main():
-    global EVENTS_HAVE_ALLOCATIONS
-    engine_h = open(os.path.join(ENV["TP_REPO_DIR"], "turn", "engine.h")).read()
-    EVENTS_HAVE_ALLOCATIONS = "SetEventSink" in engine_h
     mode = sys.argv[1]
     {"api": mode_api, "notoken": mode_notoken, "metrics": mode_metrics,
      "uclient": mode_uclient, "drain": mode_drain, "storm": mode_storm}[mode]()
