@@ -14,8 +14,10 @@ packages=(
   # libraries
   liburing-dev libabsl-dev libssl-dev zlib1g-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev nlohmann-json3-dev
   # test peers and tools
   coturn chromium iproute2 openssl procps python3 curl
+  prometheus python3-yaml
 )
 
 export DEBIAN_FRONTEND=noninteractive
