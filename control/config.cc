@@ -497,7 +497,7 @@ const Option kOptions[] = {
        return true;
      }},
     {"drain-timeout", Arity::kValue, "SECONDS",
-     "on SIGTERM, refuse new allocations this long before stopping (default 30)", nullptr,
+     "on SIGTERM, refuse new allocations this long before stopping (default 0)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 0, 86400, &Cfg(s).drain_timeout, d);
      }},
