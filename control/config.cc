@@ -378,6 +378,16 @@ const Option kOptions[] = {
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 1, 1u << 24, &Cfg(s).max_allocations, d);
      }},
+    {"unauth-rate", Arity::kValue, "N",
+     "unauthenticated answers per second per source IP (default 50, 0: unlimited)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 0, 1'000'000, &Cfg(s).unauth_rate, d);
+     }},
+    {"unauth-burst", Arity::kValue, "N",
+     "burst of unauthenticated answers per source IP (default 100)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 1, 1'000'000, &Cfg(s).unauth_burst, d);
+     }},
 
     // Responses.
     {"software-attribute", Arity::kFlag, "", "send SOFTWARE in responses (default off)",
@@ -497,7 +507,7 @@ const Option kOptions[] = {
        return true;
      }},
     {"drain-timeout", Arity::kValue, "SECONDS",
-     "on SIGTERM, refuse new allocations this long before stopping (default 0)", nullptr,
+     "on SIGTERM, refuse new allocations this long before stopping (default 30)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 0, 86400, &Cfg(s).drain_timeout, d);
      }},

@@ -135,6 +135,7 @@ start_server() {  # name -> sets SERVER_PID, SERVER_PORT
         --min-port=42000 --max-port=$((42000 + RELAY_PORTS - 1)) \
         --use-auth-secret --static-auth-secret="$SECRET" --realm="$REALM" \
         --allow-loopback-peers --worker-threads="$SERVER_THREADS" \
+        --drain-timeout=0 --control-listen=off --unauth-rate=0 \
         --log-file="$WORK/turnpiked.log" >"$WORK/turnpiked.out" 2>&1 &
       SERVER_PID=$!
       ;;

@@ -68,7 +68,7 @@ MIN_PORT=$(( 40000 + (PORT % 20) * 1000 ))
 "${TURNPIKED}" --listening-ip=127.0.0.1 --listening-port="${PORT}" --relay-ip=127.0.0.1 \
   --min-port="${MIN_PORT}" --max-port=$(( MIN_PORT + 999 )) --use-auth-secret \
   --static-auth-secret="${SECRET}" --realm=soak --allow-loopback-peers --worker-threads=1 \
-  --control-listen=off --log-file="${TMP}/turnpiked.log" >"${TMP}/turnpiked.out" 2>&1 &
+  --control-listen=off --drain-timeout=0 --log-file="${TMP}/turnpiked.log" >"${TMP}/turnpiked.out" 2>&1 &
 SERVER=$!
 PIDS+=("${SERVER}")
 for _ in $(seq 1 200); do

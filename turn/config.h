@@ -92,7 +92,7 @@ struct ServerConfig {
   std::string control_token_file;                  // bearer token for /v1 (else the env var)
   bool control_open_probes = true;                 // /metrics /ping /healthz /readyz need no token
   std::string deployment_color;                    // "path" in GET /ping (blue/green)
-  uint32_t drain_timeout = 0;                      // SIGTERM: seconds of drain before stopping
+  uint32_t drain_timeout = 30;                     // SIGTERM: seconds of drain before stopping
 };
 
 }  // namespace turnpike

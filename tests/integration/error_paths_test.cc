@@ -143,6 +143,8 @@ class ErrorPathsTest : public ::testing::Test {
         std::string("--realm=") + kRealm,
         "--stale-nonce=" + std::to_string(kStaleNonceSeconds),
         "--worker-threads=2",
+        "--drain-timeout=0",
+        "--control-listen=off",
         "--log-file=" + log_path_,
         "--verbose",
     };

@@ -262,8 +262,11 @@ tp_server_argv() {
         --no-cli --no-tls --no-dtls --no-rfc5780 --simple-log
       ;;
     turnpiked)
+      # No drain on SIGTERM (uclient leaves allocations behind) and an ephemeral control port,
+      # so tests running side by side do not compete for 9641.
       printf '%s\n' "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" "${common[@]}" \
-        "--worker-threads=${TP_WORKER_THREADS:-2}"
+        "--worker-threads=${TP_WORKER_THREADS:-2}" --drain-timeout=0 \
+        --control-listen=127.0.0.1:0
       ;;
     *)
       tp_fail "SERVER must be 'coturn' or 'turnpiked', not '${SERVER}'"
