@@ -14,10 +14,29 @@ ninja -C build -j"$jobs"
 echo "== tests (optimised build)"
 meson test -C build --print-errorlogs --num-processes "$jobs"
 
+echo "== soak (90 s: steady traffic plus allocation churn; RSS must stay flat)"
+perf/soak.sh --build=build --duration=90 --sample=15
+
 echo "== sanitizers (ASan + UBSan)"
 ninja -C build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
     --suite unit --suite backend --suite integration
-echo "== all tests passed"
+# One closing line over both runs, counted from meson's own logs.
+python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            result = json.loads(line).get("result")
+            if result in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif result == "SKIP":
+                skipped += 1
+            else:
+                failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
