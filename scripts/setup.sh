@@ -18,6 +18,8 @@ packages=(
   # test peers and tools
   coturn chromium iproute2 openssl procps python3 curl
   prometheus python3-yaml
+  # fuzzing (libFuzzer with ASan + UBSan)
+  clang libclang-rt-14-dev
 )
 
 export DEBIAN_FRONTEND=noninteractive

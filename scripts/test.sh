@@ -2,7 +2,8 @@
 # Sets up the machine (scripts/setup.sh) and runs the whole test suite: unit, backend and
 # integration tests (coturn's turnutils_uclient, headless Chromium; each also run against
 # coturn itself as a check of the test) on the optimised build, then unit, backend and
-# integration tests again with everything, the daemon included, built with ASan + UBSan.
+# integration tests again with everything, the daemon included, built with ASan + UBSan, a
+# short soak, and the libFuzzer targets for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
     --suite unit --suite backend --suite integration
+echo "== fuzzers (clang, ASan + UBSan, ${FUZZ_SECONDS:-30} s per target)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash tests/fuzz/run_fuzzers.sh
+
 # One closing line over both runs, counted from meson's own logs.
 python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
 import json, sys
