@@ -64,7 +64,9 @@ free_udp_port() {
 }
 PORT=$(free_udp_port)
 SECRET="soak-$$-${RANDOM}"
-MIN_PORT=$(( 40000 + (PORT % 20) * 1000 ))
+# Relay ports below both the kernel's ephemeral range (32768+, where clients and peers of
+# other tests get their ports) and the interop tests' ranges (10000-32000, tests/integration).
+MIN_PORT=$(( 5000 + (PORT % 5) * 1000 ))
 "${TURNPIKED}" --listening-ip=127.0.0.1 --listening-port="${PORT}" --relay-ip=127.0.0.1 \
   --min-port="${MIN_PORT}" --max-port=$(( MIN_PORT + 999 )) --use-auth-secret \
   --static-auth-secret="${SECRET}" --realm=soak --allow-loopback-peers --worker-threads=1 \
