@@ -11,16 +11,9 @@
 
 #include "control/config.h"
 #include "turn/net/socket_address.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      __builtin_printf("%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 void CheckLine(std::string_view line) {
   if (auto range = turnpike::ParseIpRange(line); range.ok()) {

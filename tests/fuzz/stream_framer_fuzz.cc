@@ -17,6 +17,7 @@
 
 #include "turn/stream_framer.h"
 #include "turn/stun/message.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -25,14 +26,6 @@ using turnpike::turn::FramingError;
 using turnpike::turn::StreamChannelDataPadding;
 using turnpike::turn::StreamFramer;
 using turnpike::turn::WriteStreamChannelData;
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      __builtin_printf("%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 struct Message {
   size_t offset;  // in the stream, for messages checked against it

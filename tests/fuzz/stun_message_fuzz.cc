@@ -11,20 +11,13 @@
 #include <span>
 
 #include "turn/stun/message.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
 using turnpike::SocketAddress;
 namespace stun = turnpike::stun;
 namespace attr = turnpike::stun::attr;
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      __builtin_printf("%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 constexpr uint16_t kAddressTypes[] = {attr::kMappedAddress, attr::kXorPeerAddress,
                                       attr::kXorRelayedAddress, attr::kXorMappedAddress,

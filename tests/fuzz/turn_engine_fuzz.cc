@@ -31,6 +31,7 @@
 #include "turn/auth.h"
 #include "turn/engine.h"
 #include "turn/stun/message.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -40,14 +41,6 @@ using turnpike::ServerConfig;
 using namespace turnpike::turn;  // NOLINT: harness-local brevity
 namespace stun = turnpike::stun;
 namespace attr = turnpike::stun::attr;
-
-#define FUZZ_CHECK(cond)                                                            \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      __builtin_printf("%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (0)
 
 constexpr char kSecret[] = "fuzz-secret";
 constexpr char kRealm[] = "fuzz.example";
