@@ -70,11 +70,30 @@ struct ServerConfig {
   uint32_t total_quota = 0;   // allocations on the node, 0 = unlimited
   uint64_t max_bps = 0;       // per allocation, bytes per second; 0 = unlimited
   uint32_t max_allocations = 32768;  // table size, split across workers
+  uint64_t bps_capacity = 0;  // `bps-capacity`: the node's relayed bytes per second in each
+                              // direction (client->peer, peer->client); 0 = unlimited. Split
+                              // evenly across workers; excess dropped and counted.
   // Unauthenticated responses (Binding, 401, 438, unauthenticated 400/420) per source IP:
   // a token bucket of `unauth_burst` refilled at `unauth_rate` per second; beyond it requests
   // are dropped silently and counted (reflection and amplification resistance).
   uint32_t unauth_rate = 50;   // 0: no limit
   uint32_t unauth_burst = 100;
+
+  // Stream transports: TURN over TCP and TLS (RFC 8656 3.1, RFC 8489 6.2.2). TCP listens on
+  // listening-port next to UDP; TLS on tls-listening-port once a certificate is given.
+  bool no_udp = false;                  // `no-udp`: no UDP listener (relaying stays UDP)
+  bool no_tcp = false;                  // `no-tcp`: no TCP listener
+  bool no_tls = false;                  // `no-tls`: no TLS listener even with a certificate
+  uint16_t tls_listening_port = 443;    // coturn's default is 5349
+  std::string cert_file;                // `cert`: PEM chain, leaf first
+  std::string pkey_file;                // `pkey`: PEM private key (default: the cert file)
+  std::string pkey_password;            // `pkey-pwd`
+  std::string cipher_list;              // `cipher-list`: TLS 1.2 ciphers, OpenSSL syntax
+  bool no_tlsv1_2 = false;              // `no-tlsv1_2`: TLS 1.3 only (1.0/1.1 are never offered)
+  uint32_t stream_max_connections = 20000;  // TCP+TLS connections on the node
+  uint32_t stream_max_per_ip = 100;         // TCP+TLS connections from one client IP
+  uint32_t stream_handshake_timeout = 10;   // s to finish TLS and send a first whole message
+  uint32_t stream_idle_timeout = 60;        // s a connection without an allocation may idle
 
   // Process.
   std::string log_file;  // empty: stderr; "stdout" / "syslog" as in coturn are accepted

@@ -9,7 +9,7 @@ namespace {
 constexpr std::string_view kDropReasonNames[] = {
     "malformed",     "bad_fingerprint", "unexpected_class", "no_allocation", "unknown_channel",
     "no_permission", "peer_denied",     "bandwidth",        "tx_full",       "too_big",
-    "rate_limited",  "amplification",
+    "rate_limited",  "amplification",   "node_bandwidth",
 };
 static_assert(std::size(kDropReasonNames) == static_cast<size_t>(DropReason::kCount));
 

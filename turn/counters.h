@@ -22,6 +22,7 @@ enum class DropReason : uint8_t {
   kTooBig,              // would not fit in a datagram
   kRateLimited,         // unauthenticated request over its source's response budget
   kAmplification,       // unauthenticated answer would exceed twice the request on the wire
+  kNodeBandwidth,       // bps-capacity (the node's share on this worker) exceeded
   kCount,
 };
 
@@ -66,8 +67,9 @@ struct alignas(64) EngineCounters {
   uint64_t permissions_created = 0;
   uint64_t channels_bound = 0;
   // Gauges, recomputed by the engine's once-a-second sweep (so up to a second old).
-  uint64_t allocations_ipv4 = 0;
-  uint64_t allocations_ipv6 = 0;
+  // Allocations by client transport (udp, tcp, tls: turn::ClientTransport) and relay family
+  // (0 IPv4, 1 IPv6; a dual allocation counts in both).
+  std::array<std::array<uint64_t, 2>, 3> allocations{};
   uint64_t permissions = 0;
   uint64_t channels = 0;
   std::array<uint64_t, static_cast<size_t>(DropReason::kCount)> drops{};
@@ -93,8 +95,10 @@ struct alignas(64) EngineCounters {
     allocations_deleted += o.allocations_deleted;
     permissions_created += o.permissions_created;
     channels_bound += o.channels_bound;
-    allocations_ipv4 += o.allocations_ipv4;
-    allocations_ipv6 += o.allocations_ipv6;
+    for (size_t t = 0; t < allocations.size(); ++t) {
+      allocations[t][0] += o.allocations[t][0];
+      allocations[t][1] += o.allocations[t][1];
+    }
     permissions += o.permissions;
     channels += o.channels;
     for (size_t i = 0; i < drops.size(); ++i) drops[i] += o.drops[i];

@@ -5,6 +5,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "spdlog/spdlog.h"
+#include "turn/stream_framer.h"
 #include "turnpike_version.h"
 
 namespace turnpike::turn {
@@ -17,6 +18,8 @@ using stun::Method;
 namespace attr = stun::attr;
 
 constexpr uint8_t kProtocolUdp = 17;  // REQUESTED-TRANSPORT (RFC 8656 14.7)
+constexpr uint16_t kMethodConnect = 0x00A;         // RFC 6062 4.3
+constexpr uint16_t kMethodConnectionBind = 0x00B;  // RFC 6062 4.4
 constexpr size_t kMaxPermissions = 256;  // per allocation; beyond that 508
 constexpr size_t kMaxChannels = 256;
 // Room for every attribute a parsed message can hold, so no XOR-PEER-ADDRESS is ever cut off.
@@ -85,6 +88,16 @@ std::string_view AllocationEndName(AllocationEnd e) {
     case AllocationEnd::kExpired: return "expired";
     case AllocationEnd::kKilled: return "killed";
     case AllocationEnd::kShutdown: return "shutdown";
+    case AllocationEnd::kClientClosed: return "closed";
+  }
+  return "unknown";
+}
+
+std::string_view ClientTransportName(ClientTransport t) {
+  switch (t) {
+    case ClientTransport::kUdp: return "udp";
+    case ClientTransport::kTcp: return "tcp";
+    case ClientTransport::kTls: return "tls";
   }
   return "unknown";
 }
@@ -102,6 +115,7 @@ struct Engine::Allocation {
   bool in_use = false;
   uint32_t generation = 0;  // bumped each time the slot is taken
   FiveTuple tuple;
+  ClientTransport transport = ClientTransport::kUdp;
   SocketId listener = kInvalidSocket;
   SocketId relay_socket = kInvalidSocket;
   SocketAddress relay;  // the bound relay address (the requested family)
@@ -174,6 +188,7 @@ struct Engine::Request {
   const FiveTuple& tuple;
   TxBatch& tx;
   AuthResult auth;
+  ClientTransport transport;
 };
 
 Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeState* node,
@@ -209,9 +224,11 @@ Engine::~Engine() {
 
 void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
                             const SocketAddress& client, std::span<const uint8_t> data,
-                            TxBatch& tx) {
+                            TxBatch& tx, ClientTransport transport) {
   ++counters_.rx_client_packets;
-  FiveTuple tuple{client, server, IPPROTO_UDP};
+  const FiveTuple tuple{client, server,
+                        transport == ClientTransport::kUdp ? uint8_t{IPPROTO_UDP}
+                                                           : uint8_t{IPPROTO_TCP}};
   if (stun::LooksLikeChannelData(data)) {
     HandleChannelData(data, tuple, tx);
     return;
@@ -229,7 +246,7 @@ void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
   }
   switch (msg->message_class()) {
     case MessageClass::kRequest:
-      HandleStun(*msg, listener, tuple, tx);
+      HandleStun(*msg, listener, tuple, transport, tx);
       return;
     case MessageClass::kIndication:
       if (msg->method() == Method::kSend) {
@@ -266,6 +283,10 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
     counters_.Drop(DropReason::kBandwidth);
     return;
   }
+  if (!ChargeNode(node_to_client_, data.size())) {
+    counters_.Drop(DropReason::kNodeBandwidth);
+    return;
+  }
   TxDesc* d = tx.Next();
   if (d == nullptr) {
     counters_.Drop(DropReason::kTxFull);
@@ -276,10 +297,13 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
   d->body = data.data();
   d->body_len = static_cast<uint32_t>(data.size());
   if (const Allocation::Channel* ch = alloc.FindChannelByPeer(peer, now_s_)) {
-    // ChannelData; over UDP the padding is optional and we leave it out (RFC 8656 12.5).
+    // ChannelData; over UDP the padding is optional and we leave it out, over TCP and TLS it
+    // is required (RFC 8656 12.5).
     stun::WriteChannelDataHeader(d->head, ch->number, static_cast<uint16_t>(data.size()));
     d->head_len = stun::kChannelDataHeaderSize;
-    d->tail_pad = 0;
+    d->tail_pad = alloc.transport == ClientTransport::kUdp
+                      ? 0
+                      : static_cast<uint8_t>(StreamChannelDataPadding(data.size()));
   } else {
     // Data indication: header and XOR-PEER-ADDRESS built here, DATA's value is the packet.
     if (data.size() > 0xFFFF - 64) {
@@ -345,6 +369,10 @@ void Engine::RelayToPeer(Allocation& alloc, const SocketAddress& peer,
     counters_.Drop(DropReason::kBandwidth);
     return;
   }
+  if (!ChargeNode(node_to_peer_, payload.size())) {
+    counters_.Drop(DropReason::kNodeBandwidth);
+    return;
+  }
   TxDesc* d = tx.Next();
   if (d == nullptr) {
     counters_.Drop(DropReason::kTxFull);
@@ -383,15 +411,23 @@ void Engine::HandleSendIndication(const MessageView& msg, Allocation* alloc, TxB
 }
 
 bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
-  if (config_->max_bps == 0) {
+  return config_->max_bps == 0 || Refill(bucket, config_->max_bps, now_ns_, bytes);
+}
+
+bool Engine::ChargeNode(TokenBucket& bucket, size_t bytes) {
+  if (config_->bps_capacity == 0) {
     return true;
   }
-  // Refill at max-bps bytes per second, holding at most one second's worth.
-  uint64_t elapsed = now_ns_ - bucket.last_ns;
-  bucket.last_ns = now_ns_;
-  __uint128_t add = static_cast<__uint128_t>(elapsed) * config_->max_bps / 1'000'000'000;
-  bucket.tokens = static_cast<uint64_t>(
-      std::min<__uint128_t>(config_->max_bps, bucket.tokens + add));
+  const uint64_t share = std::max<uint64_t>(1, config_->bps_capacity / options_.worker_count);
+  return Refill(bucket, share, now_ns_, bytes);
+}
+
+// A token bucket refilled at `rate` bytes per second, holding at most one second's worth.
+bool Engine::Refill(TokenBucket& bucket, uint64_t rate, uint64_t now_ns, size_t bytes) {
+  const uint64_t elapsed = now_ns - bucket.last_ns;
+  bucket.last_ns = now_ns;
+  const __uint128_t add = static_cast<__uint128_t>(elapsed) * rate / 1'000'000'000;
+  bucket.tokens = static_cast<uint64_t>(std::min<__uint128_t>(rate, bucket.tokens + add));
   if (bucket.tokens < bytes) {
     return false;
   }
@@ -403,9 +439,9 @@ bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
 // Requests
 
 void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTuple& tuple,
-                        TxBatch& tx) {
+                        ClientTransport transport, TxBatch& tx) {
   ++counters_.stun_requests;
-  Request req{msg, listener, tuple, tx, {}};
+  Request req{msg, listener, tuple, tx, {}, transport};
   if (msg.method() == Method::kBinding) {
     HandleBinding(req);
     return;
@@ -414,8 +450,10 @@ void Engine::HandleStun(const MessageView& msg, SocketId listener, const FiveTup
       msg.method() == Method::kAllocate || msg.method() == Method::kRefresh ||
       msg.method() == Method::kCreatePermission || msg.method() == Method::kChannelBind;
   if (!turn_method) {
-    // Unknown methods, and RFC 6062 Connect: TCP relaying is not offered.
-    SendError(req, 400);
+    // RFC 6062 TCP relaying (Connect, ConnectionBind) is a policy refusal: 403, as coturn
+    // answers with no-tcp-relay. Unknown methods are malformed: 400 (RFC 8489 6.3.1).
+    const uint16_t method = static_cast<uint16_t>(msg.method());
+    SendError(req, method == kMethodConnect || method == kMethodConnectionBind ? 403 : 400);
     return;
   }
 
@@ -574,6 +612,9 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
     case QuotaResult::kTotalQuota:
       fail(486);
       return;
+    case QuotaResult::kCapacity:
+      fail(508);
+      return;
     case QuotaResult::kDraining:
       fail(403);
       return;
@@ -645,6 +686,7 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   alloc.generation = generation;
   alloc.in_use = true;
   alloc.tuple = req.tuple;
+  alloc.transport = req.transport;
   alloc.listener = req.listener;
   alloc.relay_socket = socket;
   alloc.relay = relay;
@@ -972,6 +1014,9 @@ bool Engine::AdmitUnauthenticated(const Request& req) {
 }
 
 size_t Engine::UnauthenticatedBudget(const Request& req) const {
+  if (req.transport != ClientTransport::kUdp) {
+    return TxDesc::kHeadCapacity;  // a TCP peer has completed a handshake: no reflection
+  }
   const size_t overhead = req.tuple.client.ip.is_v4() ? 20 + 8 : 40 + 8;  // IP + UDP headers
   return 2 * (req.msg.bytes().size() + overhead) - overhead;
 }
@@ -1019,7 +1064,8 @@ void Engine::Tick() {
     return;
   }
   last_sweep_s_ = now_s_;
-  uint64_t v4 = 0, v6 = 0, permissions = 0, channels = 0;
+  std::array<std::array<uint64_t, 2>, 3> by_transport{};
+  uint64_t permissions = 0, channels = 0;
   for (auto it = by_tuple_.begin(); it != by_tuple_.end();) {
     Allocation& alloc = slots_[it->second];
     ++it;  // Release erases the current entry
@@ -1035,15 +1081,31 @@ void Engine::Tick() {
         alloc.permissions.end());
     alloc.channels.erase(std::remove_if(alloc.channels.begin(), alloc.channels.end(), expired),
                          alloc.channels.end());
-    (alloc.relay.ip.is_v4() ? v4 : v6) += 1;
-    v6 += alloc.dual() ? 1 : 0;
+    auto& counts = by_transport[static_cast<size_t>(alloc.transport)];
+    counts[alloc.relay.ip.is_v4() ? 0 : 1] += 1;
+    counts[1] += alloc.dual() ? 1 : 0;
     permissions += alloc.permissions.size();
     channels += alloc.channels.size();
   }
-  counters_.allocations_ipv4 = v4;
-  counters_.allocations_ipv6 = v6;
+  counters_.allocations = by_transport;
   counters_.permissions = permissions;
   counters_.channels = channels;
+}
+
+void Engine::OnStreamClosed(const FiveTuple& tuple) {
+  auto it = by_tuple_.find(tuple);
+  if (it == by_tuple_.end()) {
+    return;
+  }
+  Allocation& alloc = slots_[it->second];
+  ++counters_.allocations_deleted;
+  SPDLOG_DEBUG("allocation of {} ended with its connection", alloc.tuple.client.ToString());
+  Release(&alloc, AllocationEnd::kClientClosed);
+}
+
+bool Engine::HasAllocation(const FiveTuple& tuple) const {
+  auto it = by_tuple_.find(tuple);
+  return it != by_tuple_.end() && slots_[it->second].expires_s > now_s_;
 }
 
 void Engine::CloseAll() {
@@ -1064,6 +1126,7 @@ void Engine::FillInfo(const Allocation& alloc, AllocationInfo* info) const {
   };
   info->id = AllocationId(alloc);
   info->tuple = alloc.tuple;
+  info->transport = alloc.transport;
   info->relay = alloc.relay;
   info->advertised = Advertised(alloc.relay);
   info->dual = alloc.dual();

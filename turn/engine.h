@@ -79,6 +79,11 @@ class RelayTransport {
   }
 };
 
+// How a client reached us. TCP and TLS clients are framed by the backend (turn/stream_framer.h)
+// and handed over one whole message at a time; their 5-tuple has protocol TCP.
+enum class ClientTransport : uint8_t { kUdp = 0, kTcp, kTls };
+std::string_view ClientTransportName(ClientTransport t);  // "udp", "tcp", "tls"
+
 // One allocation as the control plane sees it (REST API). Times are seconds from now.
 struct AllocationInfo {
   struct Permission {
@@ -92,6 +97,7 @@ struct AllocationInfo {
   };
   uint64_t id = 0;  // stable while the allocation lives; see Engine::AllocationId
   FiveTuple tuple;
+  ClientTransport transport = ClientTransport::kUdp;
   SocketAddress relay;       // the bound relay address
   SocketAddress advertised;  // what XOR-RELAYED-ADDRESS says (external-ip applied)
   bool dual = false;         // RFC 8656 dual allocation: an IPv6 relay as well
@@ -113,8 +119,10 @@ enum class AllocationEnd : uint8_t {
   kExpired,          // lifetime ran out
   kKilled,           // KillAllocation (control plane)
   kShutdown,         // CloseAll
+  kClientClosed,     // the client's TCP/TLS connection closed (OnStreamClosed)
 };
-std::string_view AllocationEndName(AllocationEnd e);  // "refresh", "expired", "killed", "shutdown"
+// "refresh", "expired", "killed", "shutdown", "closed"
+std::string_view AllocationEndName(AllocationEnd e);
 
 // Allocation life events, called on the worker's own thread on the allocation path only (never
 // per relayed packet). Implementations must be cheap and must not call back into the engine.
@@ -129,6 +137,7 @@ class EngineEventSink {
 struct EngineOptions {
   uint32_t worker_index = 0;
   uint32_t max_allocations = 1024;  // this worker's table size
+  uint32_t worker_count = 1;        // bps-capacity is split evenly across workers
 };
 
 class Engine {
@@ -142,10 +151,19 @@ class Engine {
   // The backend sets the clock once per burst (CLOCK_MONOTONIC nanoseconds).
   void SetNow(uint64_t now_ns) { now_ns_ = now_ns; now_s_ = now_ns / 1'000'000'000; }
 
-  // A datagram from a client to one of our listening sockets (STUN/TURN or ChannelData).
-  // `server` is the local address the packet arrived on (never a wildcard).
+  // A datagram from a client to one of our listening sockets (STUN/TURN or ChannelData), or one
+  // whole message from a TCP/TLS connection (ChannelData without its stream padding).
+  // `server` is the local address the packet arrived on (never a wildcard). For streams,
+  // `listener` is the backend's id of the connection: responses and relayed data go back on it,
+  // and ChannelData toward a stream client is padded to a multiple of 4 (RFC 8656 12.5).
   void OnClientPacket(SocketId listener, const SocketAddress& server,
-                      const SocketAddress& client, std::span<const uint8_t> data, TxBatch& tx);
+                      const SocketAddress& client, std::span<const uint8_t> data, TxBatch& tx,
+                      ClientTransport transport = ClientTransport::kUdp);
+  // The client's TCP/TLS connection closed: its allocation, if any, ends now (a stream
+  // allocation lives as long as its connection, RFC 8656 2.1 and coturn).
+  void OnStreamClosed(const FiveTuple& tuple);
+  // True when `tuple` holds a live allocation (the backend's idle rule for connections).
+  bool HasAllocation(const FiveTuple& tuple) const;
   // A datagram from a peer to a relay socket opened with `tag`.
   void OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<const uint8_t> data,
                     TxBatch& tx);
@@ -184,7 +202,7 @@ class Engine {
   };
 
   void HandleStun(const stun::MessageView& msg, SocketId listener, const FiveTuple& tuple,
-                  TxBatch& tx);
+                  ClientTransport transport, TxBatch& tx);
   void HandleBinding(Request& req);
   void HandleAllocate(Request& req, Allocation* existing);
   void HandleRefresh(Request& req, Allocation* alloc);
@@ -212,6 +230,9 @@ class Engine {
   void Release(Allocation* alloc, AllocationEnd reason);
   SocketAddress Advertised(const SocketAddress& relay) const;
   bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
+  // bps-capacity: this worker's share of the node's bytes per second, per direction.
+  bool ChargeNode(TokenBucket& bucket, size_t bytes);
+  static bool Refill(TokenBucket& bucket, uint64_t rate, uint64_t now_ns, size_t bytes);
   // Unauthenticated answers: the source's rate budget, then the size budget (at most twice
   // the request on the wire, IP and UDP headers counted). False: drop silently, counted.
   bool AdmitUnauthenticated(const Request& req);
@@ -243,6 +264,9 @@ class Engine {
   };
   static constexpr size_t kSourceBuckets = 4096;
   std::vector<SourceBucket> source_buckets_;
+
+  TokenBucket node_to_peer_;    // bps-capacity share, client -> peer
+  TokenBucket node_to_client_;  // bps-capacity share, peer -> client
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;

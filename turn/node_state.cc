@@ -33,7 +33,10 @@ NodeState::NodeState(const ServerConfig& config)
       max_port_(config.max_port),
       user_quota_(config.user_quota),
       total_quota_(config.total_quota),
-      rng_(SeedFromRandomDevice()) {
+      max_allocations_(config.max_allocations),
+      rng_(SeedFromRandomDevice()),
+      stream_max_(config.stream_max_connections),
+      stream_max_per_ip_(config.stream_max_per_ip) {
   if (RAND_bytes(nonce_secret_.data(), static_cast<int>(nonce_secret_.size())) != 1) {
     std::random_device rd;
     for (uint8_t& b : nonce_secret_) {
@@ -167,6 +170,9 @@ QuotaResult NodeState::Admit(std::string_view user) {
   if (total_quota_ != 0 && total_ >= total_quota_) {
     return QuotaResult::kTotalQuota;
   }
+  if (total_ >= max_allocations_) {
+    return QuotaResult::kCapacity;
+  }
   uint32_t& count = per_user_[std::string(user)];
   if (user_quota_ != 0 && count >= user_quota_) {
     if (count == 0) {
@@ -219,6 +225,37 @@ std::optional<IpAddress> NodeState::RelayIp(AddressFamily family) const {
     }
   }
   return std::nullopt;
+}
+
+StreamVerdict NodeState::EnterStream(const IpAddress& ip) {
+  std::lock_guard lock(streams_mu_);
+  if (streams_ >= stream_max_) {
+    return StreamVerdict::kTotal;
+  }
+  uint32_t& count = streams_per_ip_[ip];
+  if (count >= stream_max_per_ip_) {
+    return StreamVerdict::kPerIp;
+  }
+  ++count;
+  ++streams_;
+  return StreamVerdict::kOk;
+}
+
+void NodeState::LeaveStream(const IpAddress& ip) {
+  std::lock_guard lock(streams_mu_);
+  auto it = streams_per_ip_.find(ip);
+  if (it == streams_per_ip_.end()) {
+    return;
+  }
+  if (--it->second == 0) {
+    streams_per_ip_.erase(it);
+  }
+  --streams_;
+}
+
+size_t NodeState::stream_count() const {
+  std::lock_guard lock(streams_mu_);
+  return streams_;
 }
 
 }  // namespace turnpike::turn

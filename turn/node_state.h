@@ -18,7 +18,11 @@
 
 namespace turnpike::turn {
 
-enum class QuotaResult : uint8_t { kOk, kUserQuota, kTotalQuota, kDraining };
+// kCapacity: max-allocations reached on the node (508); the quotas are 486.
+// Admission of a TCP/TLS client connection: node-wide and per-source caps.
+enum class StreamVerdict : uint8_t { kOk, kTotal, kPerIp };
+
+enum class QuotaResult : uint8_t { kOk, kUserQuota, kTotalQuota, kCapacity, kDraining };
 
 class NodeState {
  public:
@@ -48,6 +52,12 @@ class NodeState {
   // Reload: new limits apply to the next Admit; allocations above a lowered limit stay.
   void SetQuotas(uint32_t user_quota, uint32_t total_quota);
 
+  // TCP/TLS connections (stream-max-connections, stream-max-per-ip), counted at accept and
+  // released at close; exact per source IP. Accept path only (its own mutex).
+  StreamVerdict EnterStream(const IpAddress& ip);
+  void LeaveStream(const IpAddress& ip);
+  size_t stream_count() const;
+
   void SetDraining(bool draining);
   bool draining() const;
 
@@ -74,12 +84,19 @@ class NodeState {
   mutable std::mutex mu_;
   uint32_t user_quota_ ABSL_GUARDED_BY(mu_);
   uint32_t total_quota_ ABSL_GUARDED_BY(mu_);
+  const uint32_t max_allocations_;  // node-wide table capacity (max-allocations)
   std::vector<Pool> pools_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Reservation> reservations_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> per_user_ ABSL_GUARDED_BY(mu_);
   uint32_t total_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+
+  const uint32_t stream_max_;
+  const uint32_t stream_max_per_ip_;
+  mutable std::mutex streams_mu_;
+  absl::flat_hash_map<IpAddress, uint32_t> streams_per_ip_ ABSL_GUARDED_BY(streams_mu_);
+  uint32_t streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
 };
 
 }  // namespace turnpike::turn

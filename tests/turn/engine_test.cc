@@ -569,8 +569,8 @@ TEST_F(EngineTest, SweepUpdatesGauges) {
   ASSERT_EQ(code, 0);
   Advance(1);
   engine_->Tick();
-  EXPECT_EQ(engine_->counters().allocations_ipv4, 1u);
-  EXPECT_EQ(engine_->counters().allocations_ipv6, 0u);
+  EXPECT_EQ(engine_->counters().allocations[0][0], 1u);  // UDP client, IPv4 relay
+  EXPECT_EQ(engine_->counters().allocations[0][1], 0u);
   EXPECT_EQ(engine_->counters().permissions, 1u);
   EXPECT_EQ(engine_->counters().channels, 1u);
 }
