@@ -129,7 +129,7 @@ json AllocationJson(const turn::AllocationInfo& a) {
       {"worker", turn::Engine::WorkerOf(a.id)},
       {"username", a.username},
       {"client",
-       {{"transport", a.tuple.protocol == IPPROTO_TCP ? "tcp" : "udp"},
+       {{"transport", std::string(turn::ClientTransportName(a.transport))},
         {"address", a.tuple.client.ToString()},
         {"server", a.tuple.server.ToString()}}},
       {"relayed_address", a.relay.ToString()},

@@ -75,6 +75,19 @@ std::string RenderMetrics(const MetricsInput& in) {
     io.tx_err_denied += w.tx_err_denied;
     io.tx_err_too_big += w.tx_err_too_big;
     io.tx_err_other += w.tx_err_other;
+    io.streams += w.streams;
+    io.stream_accepted += w.stream_accepted;
+    io.stream_refused_total += w.stream_refused_total;
+    io.stream_refused_per_ip += w.stream_refused_per_ip;
+    io.stream_accept_errors += w.stream_accept_errors;
+    io.stream_closed_by_client += w.stream_closed_by_client;
+    io.stream_errors += w.stream_errors;
+    io.stream_framing_errors += w.stream_framing_errors;
+    io.stream_tls_failures += w.stream_tls_failures;
+    io.stream_handshake_timeouts += w.stream_handshake_timeouts;
+    io.stream_idle_timeouts += w.stream_idle_timeouts;
+    io.stream_tx_dropped += w.stream_tx_dropped;
+    io.tls_handshakes += w.tls_handshakes;
   }
 
   Writer m;
@@ -95,10 +108,14 @@ std::string RenderMetrics(const MetricsInput& in) {
   // Gauges: the engines recompute them in their once-a-second sweep.
   m.Family("turnpike_allocations", "gauge",
            "Allocations by client transport and relay address family (up to 1 s old).");
-  m.Sample("turnpike_allocations", Label("transport", "udp") + "," + Label("family", "ipv4"),
-           e.allocations_ipv4);
-  m.Sample("turnpike_allocations", Label("transport", "udp") + "," + Label("family", "ipv6"),
-           e.allocations_ipv6);
+  for (size_t t = 0; t < e.allocations.size(); ++t) {
+    const std::string transport =
+        Label("transport", turn::ClientTransportName(static_cast<turn::ClientTransport>(t)));
+    m.Sample("turnpike_allocations", transport + "," + Label("family", "ipv4"),
+             e.allocations[t][0]);
+    m.Sample("turnpike_allocations", transport + "," + Label("family", "ipv6"),
+             e.allocations[t][1]);
+  }
   m.Family("turnpike_permissions", "gauge", "Installed permissions (up to 1 s old).");
   m.Sample("turnpike_permissions", "", e.permissions);
   m.Family("turnpike_channels", "gauge", "Bound channels (up to 1 s old).");
@@ -155,10 +172,39 @@ std::string RenderMetrics(const MetricsInput& in) {
       {"rx_error", io.rx_errors},        {"tx_no_slot", io.tx_no_slot},
       {"tx_no_sqe", io.tx_no_sqe},       {"tx_too_big", io.tx_too_big},
       {"tx_stale_socket", io.tx_stale_socket},
+      {"stream_slow_reader", io.stream_tx_dropped},
   };
   for (const auto& [reason, value] : io_drops) {
     m.Sample("turnpike_io_dropped_packets_total", Label("reason", reason), value);
   }
+  m.Family("turnpike_stream_connections", "gauge", "Open TURN-over-TCP/TLS client connections.");
+  m.Sample("turnpike_stream_connections", "", io.streams);
+  m.Family("turnpike_stream_accepted_total", "counter", "TCP/TLS client connections accepted.");
+  m.Sample("turnpike_stream_accepted_total", "", io.stream_accepted);
+  m.Family("turnpike_stream_refused_total", "counter",
+           "TCP/TLS connections closed at accept, by limit.");
+  m.Sample("turnpike_stream_refused_total", Label("limit", "max_connections"),
+           io.stream_refused_total);
+  m.Sample("turnpike_stream_refused_total", Label("limit", "max_per_ip"),
+           io.stream_refused_per_ip);
+  m.Sample("turnpike_stream_refused_total", Label("limit", "accept_error"),
+           io.stream_accept_errors);
+  m.Family("turnpike_stream_closed_total", "counter",
+           "TCP/TLS connections closed, by reason (shutdown not counted).");
+  const std::pair<std::string_view, uint64_t> closed[] = {
+      {"client", io.stream_closed_by_client},
+      {"error", io.stream_errors},
+      {"framing", io.stream_framing_errors},
+      {"tls", io.stream_tls_failures},
+      {"handshake_timeout", io.stream_handshake_timeouts},
+      {"idle_timeout", io.stream_idle_timeouts},
+  };
+  for (const auto& [reason, value] : closed) {
+    m.Sample("turnpike_stream_closed_total", Label("reason", reason), value);
+  }
+  m.Family("turnpike_tls_handshakes_total", "counter", "TLS handshakes completed.");
+  m.Sample("turnpike_tls_handshakes_total", "", io.tls_handshakes);
+
   m.Family("turnpike_send_errors_total", "counter", "Failed sends, by error class.");
   const std::pair<std::string_view, uint64_t> send_errors[] = {
       {"again", io.tx_err_again},       {"unreachable", io.tx_err_unreachable},

@@ -282,6 +282,16 @@ absl::StatusOr<ReloadReport> NodeController::Reload(std::string_view source) {
         absl::StrFormat("configuration not reloaded: %s", token.status().message()));
   }
 
+  // The certificate is re-read on every reload (renewals keep the file names). A certificate
+  // that does not load refuses the whole reload, like a bad option does; open TLS sessions are
+  // never touched either way.
+  if (absl::Status tls = backend_->ReloadTls(*fresh); !tls.ok()) {
+    spdlog::error("reload ({}) refused, keeping the running configuration: {}", source,
+                  std::string(tls.message()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("configuration not reloaded: %s", tls.message()));
+  }
+
   std::shared_ptr<const ServerConfig> current = config();
   ServerConfig loaded_before;
   {
@@ -301,6 +311,15 @@ absl::StatusOr<ReloadReport> NodeController::Reload(std::string_view source) {
   ignored(n.min_port != o.min_port, "min-port");
   ignored(n.max_port != o.max_port, "max-port");
   ignored(n.max_allocations != o.max_allocations, "max-allocations");
+  ignored(n.tls_listening_port != o.tls_listening_port, "tls-listening-port");
+  ignored(n.no_udp != o.no_udp, "no-udp");
+  ignored(n.no_tcp != o.no_tcp, "no-tcp");
+  ignored(n.no_tls != o.no_tls, "no-tls");
+  ignored(n.no_tlsv1_2 != o.no_tlsv1_2, "no-tlsv1_2");
+  ignored(n.stream_max_connections != o.stream_max_connections, "stream-max-connections");
+  ignored(n.stream_max_per_ip != o.stream_max_per_ip, "stream-max-per-ip");
+  ignored(n.stream_handshake_timeout != o.stream_handshake_timeout, "stream-handshake-timeout");
+  ignored(n.stream_idle_timeout != o.stream_idle_timeout, "stream-idle-timeout");
   ignored(n.worker_threads != o.worker_threads, "worker-threads");
   ignored(n.backend != o.backend, "backend");
   ignored(n.log_file != o.log_file, "log-file");
@@ -344,6 +363,13 @@ absl::StatusOr<ReloadReport> NodeController::Reload(std::string_view source) {
   apply(n.user_quota != o.user_quota, "user-quota");
   apply(n.total_quota != o.total_quota, "total-quota");
   apply(n.max_bps != o.max_bps, "max-bps");
+  apply(n.bps_capacity != o.bps_capacity, "bps-capacity");
+  apply(n.unauth_rate != o.unauth_rate, "unauth-rate");
+  apply(n.unauth_burst != o.unauth_burst, "unauth-burst");
+  apply(n.cert_file != o.cert_file, "cert");
+  apply(n.pkey_file != o.pkey_file, "pkey");
+  apply(n.pkey_password != o.pkey_password, "pkey-pwd");
+  apply(n.cipher_list != o.cipher_list, "cipher-list");
   apply(n.deployment_color != o.deployment_color, "deployment-color");
   apply(n.control_token_file != o.control_token_file, "control-token-file");
   apply(n.control_open_probes != o.control_open_probes, "control-open-probes");
@@ -361,6 +387,13 @@ absl::StatusOr<ReloadReport> NodeController::Reload(std::string_view source) {
   next.user_quota = n.user_quota;
   next.total_quota = n.total_quota;
   next.max_bps = n.max_bps;
+  next.bps_capacity = n.bps_capacity;
+  next.unauth_rate = n.unauth_rate;
+  next.unauth_burst = n.unauth_burst;
+  next.cert_file = n.cert_file;
+  next.pkey_file = n.pkey_file;
+  next.pkey_password = n.pkey_password;
+  next.cipher_list = n.cipher_list;
   next.deployment_color = n.deployment_color;
   next.control_token_file = n.control_token_file;
   next.control_open_probes = n.control_open_probes;

@@ -237,10 +237,18 @@ int Main(int argc, char** argv) {
   std::vector<std::string> listen_text, relay_text;
   for (const SocketAddress& a : listening) listen_text.push_back(a.ToString());
   for (const IpAddress& ip : backend.relay_ips()) relay_text.push_back(ip.ToString());
+  const ServerConfig& effective = backend.config();
+  std::string transports = effective.no_udp ? "" : "udp";
+  if (backend.tcp_enabled()) transports += transports.empty() ? "tcp" : "+tcp";
+  if (backend.tls_listening_port() != 0) {
+    transports += absl::StrFormat(" tls port %d", backend.tls_listening_port());
+  }
   spdlog::info(
-      "turnpiked {} ready: listening {} relay {} ports {}-{} workers {} backend uring control {}",
-      TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), absl::StrJoin(relay_text, ","),
-      config.min_port, config.max_port, backend.worker_count(), control_text);
+      "turnpiked {} ready: listening {} ({}) relay {} ports {}-{} workers {} backend uring "
+      "control {}",
+      TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), transports,
+      absl::StrJoin(relay_text, ","), config.min_port, config.max_port, backend.worker_count(),
+      control_text);
 
   sigset_t wait_set = signals;
   sigdelset(&wait_set, SIGPIPE);

@@ -78,7 +78,9 @@ std::string BindError(const SocketAddress& addr, int err, std::string_view what)
     case EADDRINUSE:
       return absl::StrFormat(
           "port %d is in use on %s (another TURN server running? stop it or change %s)",
-          addr.port, addr.ip.ToString(), what == "relay-ip" ? "min-port/max-port" : "listening-port");
+          addr.port, addr.ip.ToString(),
+          what == "relay-ip" ? "min-port/max-port"
+          : what == "tls-listening-port" ? "tls-listening-port" : "listening-port");
     case EACCES:
     case EPERM:
       return absl::StrFormat(
@@ -122,6 +124,42 @@ absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::stri
   return fd;
 }
 
+// A listening TCP socket bound to `addr` (TURN over TCP or TLS). `reuseport` as for BindUdp: the
+// kernel hashes each connection to one worker's socket.
+absl::StatusOr<int> BindTcp(const SocketAddress& addr, bool reuseport, std::string_view what) {
+  const int domain = addr.ip.is_v4() ? AF_INET : AF_INET6;
+  const int fd = socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrFormat("socket: %s", strerror(errno)));
+  }
+  const int on = 1;
+  if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));  // restart over TIME_WAIT
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::UnavailableError(absl::StrFormat("SO_REUSEPORT: %s", strerror(err)));
+  }
+  sockaddr_storage ss;
+  const socklen_t len = addr.ToSockaddr(&ss);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+    const int err = errno;
+    close(fd);
+    std::string message = BindError(addr, err, what);
+    if (what == "tls-listening-port") message += " (TCP, for TLS)";
+    else message += " (TCP)";
+    if (err == EADDRINUSE) return absl::AlreadyExistsError(message);
+    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
+    return absl::UnavailableError(message);
+  }
+  if (reuseport && listen(fd, 1024) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::UnavailableError(absl::StrFormat("listen %s: %s", addr.ToString(), strerror(err)));
+  }
+  return fd;
+}
+
 uint16_t BoundPort(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -153,8 +191,9 @@ void RaiseFileLimit(uint64_t needed) {
   }
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
     spdlog::warn(
-        "open-file limit is {} but max-allocations may need {} sockets; allocations past the "
-        "limit will fail (raise LimitNOFILE / ulimit -n)",
+        "open-file limit is {} but max-allocations and stream-max-connections may need {} "
+        "sockets; allocations and connections past the limit will fail (raise LimitNOFILE / "
+        "ulimit -n, or lower them)",
         static_cast<uint64_t>(rl.rlim_cur), needed);
   }
 }
@@ -198,7 +237,13 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   const uint32_t workers =
       cfg.worker_threads > 0 ? cfg.worker_threads
                              : std::max(1u, std::thread::hardware_concurrency());
-  const uint32_t per_worker = std::max<uint32_t>(1, (cfg.max_allocations + workers - 1) / workers);
+  // max-allocations is enforced node-wide (NodeState). The kernel's SO_REUSEPORT hash does not
+  // spread clients perfectly, so each worker's table holds twice its even share (plus slack for
+  // small nodes), never more than the whole: one busy worker does not answer 508 while the
+  // node has room, and memory stays near max-allocations rather than workers times it.
+  const uint32_t even_share = (cfg.max_allocations + workers - 1) / workers;
+  const uint32_t per_worker = static_cast<uint32_t>(
+      std::min<uint64_t>(cfg.max_allocations, uint64_t{even_share} * 2 + 64));
 
   // Pick the port with a probe socket outside the SO_REUSEPORT group. A plain bind fails when
   // anyone holds the port, even another process with SO_REUSEPORT that our group would
@@ -223,6 +268,32 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   if (usable.empty()) return absl::UnavailableError("no usable listening address");
   cfg.listening_ips = usable;
 
+  // TURN over TCP on the same port, and over TLS on tls-listening-port when a certificate is
+  // given. Probed the same way (plain bind, outside the SO_REUSEPORT group).
+  for (const IpAddress& ip : cfg.listening_ips) {
+    if (cfg.no_tcp) break;
+    absl::StatusOr<int> probe = BindTcp(SocketAddress{ip, cfg.listening_port}, false,
+                                        "listening-port");
+    if (!probe.ok()) return probe.status();
+    close(*probe);
+  }
+  const bool tls = !cfg.no_tls && !cfg.cert_file.empty();
+  if (tls) {
+    absl::StatusOr<std::unique_ptr<TlsContext>> ctx = TlsContext::Create(cfg);
+    if (!ctx.ok()) return ctx.status();
+    backend->tls_ = *std::move(ctx);
+    for (const IpAddress& ip : cfg.listening_ips) {
+      absl::StatusOr<int> probe = BindTcp(SocketAddress{ip, cfg.tls_listening_port}, false,
+                                          "tls-listening-port");
+      if (!probe.ok()) return probe.status();
+      if (cfg.tls_listening_port == 0) cfg.tls_listening_port = BoundPort(*probe);
+      close(*probe);
+    }
+  } else if (!cfg.no_tls) {
+    spdlog::info("TLS is off: no certificate (set cert= and pkey= to serve TURN over TLS)");
+  }
+  const bool streams = !cfg.no_tcp || tls;
+
   // A relay IP that is not on this host would fail every Allocate with 508; say so now.
   for (const IpAddress& ip : cfg.relay_ips) {
     absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, 0}, false, "relay-ip");
@@ -234,7 +305,8 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   const uint64_t relay_ports = uint64_t{cfg.max_port} - cfg.min_port + 1;
   RaiseFileLimit(std::min<uint64_t>(uint64_t{per_worker} * workers,
                                     relay_ports * cfg.relay_ips.size()) +
-                 uint64_t{workers} * (cfg.listening_ips.size() + 4) + 64);
+                 uint64_t{workers} * (cfg.listening_ips.size() * 3 + 4) + 64 +
+                 (streams ? cfg.stream_max_connections : 0));
 
   backend->node_ = std::make_unique<turn::NodeState>(cfg);
   for (uint32_t w = 0; w < workers; ++w) {
@@ -242,13 +314,28 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
     if (absl::Status s = worker->Init(); !s.ok()) return s;
     for (const IpAddress& ip : cfg.listening_ips) {
       const SocketAddress addr{ip, cfg.listening_port};
-      absl::StatusOr<int> fd = BindUdp(addr, /*reuseport=*/true, "listening-ip");
-      if (!fd.ok()) return fd.status();
-      worker->AddListener(*fd, addr);
+      if (!cfg.no_udp) {
+        absl::StatusOr<int> fd = BindUdp(addr, /*reuseport=*/true, "listening-ip");
+        if (!fd.ok()) return fd.status();
+        worker->AddListener(*fd, addr);
+      }
+      if (!cfg.no_tcp) {
+        absl::StatusOr<int> fd = BindTcp(addr, /*reuseport=*/true, "listening-port");
+        if (!fd.ok()) return fd.status();
+        worker->AddStreamListener(*fd, addr, /*tls=*/false);
+      }
+      if (tls) {
+        const SocketAddress tls_addr{ip, cfg.tls_listening_port};
+        absl::StatusOr<int> fd = BindTcp(tls_addr, /*reuseport=*/true, "tls-listening-port");
+        if (!fd.ok()) return fd.status();
+        worker->AddStreamListener(*fd, tls_addr, /*tls=*/true);
+      }
     }
+    worker->SetTlsContext(backend->tls_.get());
     turn::EngineOptions options;
     options.worker_index = w;
     options.max_allocations = per_worker;
+    options.worker_count = workers;
     worker->CreateEngine(backend->config_, options, backend->node_.get());
     backend->workers_.push_back(std::move(worker));
   }
@@ -310,6 +397,25 @@ absl::StatusOr<WorkerReply> UringBackend::Call(size_t worker, WorkerCommand comm
         "worker %d did not answer within %d ms", worker, static_cast<int>(timeout.count())));
   }
   return future.get();
+}
+
+absl::Status UringBackend::ReloadTls(const ServerConfig& config) {
+  if (tls_ == nullptr) {
+    if (!config.cert_file.empty() && !config.no_tls) {
+      return absl::FailedPreconditionError(
+          "TLS was off at start-up; restart turnpiked to open the TLS listener");
+    }
+    return absl::OkStatus();
+  }
+  // The files named now (they may have changed), with the versions and ciphers of now.
+  ServerConfig next = config_;
+  next.cert_file = config.cert_file;
+  next.pkey_file = config.pkey_file;
+  next.pkey_password = config.pkey_password;
+  next.cipher_list = config.cipher_list;
+  if (absl::Status s = tls_->Reload(next); !s.ok()) return s;
+  spdlog::info("TLS certificate reloaded: {}", tls_->Describe());
+  return absl::OkStatus();
 }
 
 void UringBackend::SetEventCallback(WorkerEventCallback callback) {

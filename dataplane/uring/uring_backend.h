@@ -7,9 +7,15 @@
 //        multishot recvmsg + provided-buffer ring --> Engine::OnPeerPacket ---> TxBatch
 //   TxBatch --> copy into a preallocated TX slot --> IORING_OP_SENDMSG, one submit per burst
 //
-// The kernel's SO_REUSEPORT hash keeps a client 5-tuple on one worker, and that worker opens the
-// allocation's relay socket, so both directions of an allocation stay on one thread. Only
-// turn::NodeState (ports, quotas) is shared, and only on the allocation path.
+//   client --TCP/TLS--> stream listener (SO_REUSEPORT group per worker) --> multishot accept
+//        multishot recv + provided-buffer ring --> [TLS: OpenSSL memory BIOs] --> StreamFramer
+//        --> Engine::OnClientPacket, one whole message at a time --> TxBatch --> the
+//        connection's send buffer --> IORING_OP_SEND (one in flight per connection)
+//
+// The kernel's SO_REUSEPORT hash keeps a client 5-tuple (or TCP connection) on one worker, and
+// that worker opens the allocation's relay socket, so both directions of an allocation stay on
+// one thread. Only turn::NodeState (ports, quotas, connection caps) is shared, and only on the
+// allocation and accept paths.
 #pragma once
 
 #include <atomic>
@@ -26,6 +32,7 @@
 #include "turn/counters.h"
 #include "turn/engine.h"
 #include "turn/net/socket_address.h"
+#include "dataplane/tls/tls_session.h"
 #include "turn/node_state.h"
 
 namespace turnpike::dataplane {
@@ -75,6 +82,21 @@ struct alignas(64) UringCounters {
   uint64_t busy_ns = 0;
   uint64_t loop_iterations = 0;   // every pass, idle ticks included: the /healthz heartbeat
   uint64_t commands = 0;          // control-plane commands run
+
+  // TURN over TCP and TLS (uring_streams.cc).
+  uint64_t streams = 0;                   // gauge: open client connections
+  uint64_t stream_accepted = 0;           // connections taken (TCP and TLS)
+  uint64_t stream_refused_total = 0;      // closed at accept: stream-max-connections
+  uint64_t stream_refused_per_ip = 0;     // closed at accept: stream-max-per-ip
+  uint64_t stream_accept_errors = 0;      // accept failed (EMFILE, ...)
+  uint64_t stream_closed_by_client = 0;   // EOF or TLS close_notify
+  uint64_t stream_errors = 0;             // reset, send or receive error
+  uint64_t stream_framing_errors = 0;     // not STUN/ChannelData framing: closed
+  uint64_t stream_tls_failures = 0;       // handshake failure or bad record: closed
+  uint64_t stream_handshake_timeouts = 0; // no TLS / first message within the deadline
+  uint64_t stream_idle_timeouts = 0;      // no allocation and nothing sent for too long
+  uint64_t stream_tx_dropped = 0;         // message dropped: the client reads too slowly
+  uint64_t tls_handshakes = 0;            // TLS handshakes completed
 };
 
 // What a control-plane command returns, filled on the worker's thread.
@@ -156,11 +178,18 @@ class UringBackend {
   // Where allocation events go (set before Start; called on worker threads).
   void SetEventCallback(WorkerEventCallback callback);
 
+  // TLS: the port it listens on (0 when TLS is off) and a certificate reload (SIGHUP): new
+  // connections use the new certificate, open ones keep theirs. An error keeps the old one.
+  uint16_t tls_listening_port() const { return tls_ != nullptr ? config_.tls_listening_port : 0; }
+  bool tcp_enabled() const { return !config_.no_tcp; }
+  absl::Status ReloadTls(const ServerConfig& config);
+
  private:
   UringBackend();
 
   ServerConfig config_;  // effective; engines hold a reference, so it never moves
   std::unique_ptr<turn::NodeState> node_;
+  std::unique_ptr<TlsContext> tls_;  // null when TLS is off
   std::vector<std::unique_ptr<UringWorker>> workers_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};

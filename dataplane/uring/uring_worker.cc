@@ -1,6 +1,8 @@
 // io_uring worker loop; see uring_worker.h for the data flow.
 #include "dataplane/uring/uring_worker.h"
+
 #include "dataplane/uring/socket_buffers.h"
+#include "dataplane/uring/uring_ids.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,39 +21,7 @@
 namespace turnpike::dataplane {
 namespace {
 
-// user_data layout: kind (8 bits) | generation (24 bits) | index (32 bits). The generation lets
-// a CQE that was already in flight when its relay socket closed be told apart from one of the
-// socket that reused the slot.
-enum Kind : uint8_t { kListenerRecv = 1, kRelayRecv = 2, kTxDone = 3, kWakeRead = 4, kIgnore = 5 };
-constexpr uint32_t kGenMask = 0xFFFFFF;
-
-uint64_t UserData(Kind kind, uint32_t gen, uint32_t index) {
-  return (uint64_t{kind} << 56) | (uint64_t{gen & kGenMask} << 32) | index;
-}
-Kind UdKind(uint64_t ud) { return static_cast<Kind>(ud >> 56); }
-uint32_t UdGen(uint64_t ud) { return static_cast<uint32_t>(ud >> 32) & kGenMask; }
-uint32_t UdIndex(uint64_t ud) { return static_cast<uint32_t>(ud); }
-
-// SocketId layout: listeners are their index; relays set bit 31, an 11-bit generation and a
-// 20-bit slot index.
-constexpr turn::SocketId kRelayBit = 0x80000000u;
-constexpr uint32_t kRelayIndexBits = 20;
-constexpr uint32_t kMaxRelays = 1u << kRelayIndexBits;
-constexpr uint32_t kIdGenMask = 0x7FF;
-turn::SocketId RelayId(uint32_t index, uint32_t gen) {
-  return kRelayBit | ((gen & kIdGenMask) << kRelayIndexBits) | index;
-}
-
-constexpr uint16_t kBufferGroup = 0;
-// Room left in the TxBatch before handing the engine another datagram; one datagram produces at
-// most one descriptor today, the margin is for responses that may grow into two.
-constexpr size_t kTxHeadroom = 4;
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
+using namespace uring_ids;  // NOLINT: the worker's own encodings
 
 void* MapAnonymous(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -94,6 +64,12 @@ UringWorker::~UringWorker() {
   }
   for (Listener& l : listeners_) {
     if (l.fd >= 0) close(l.fd);
+  }
+  for (StreamListener& l : stream_listeners_) {
+    if (l.fd >= 0) close(l.fd);
+  }
+  for (Conn& c : conns_) {
+    if (c.fd >= 0) close(c.fd);
   }
   if (ring_ok_) io_uring_queue_exit(&ring_);
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -189,17 +165,33 @@ void UringWorker::AddListener(int fd, const SocketAddress& local) {
   listeners_.push_back(Listener{fd, local, false});
 }
 
+void UringWorker::AddStreamListener(int fd, const SocketAddress& local, bool tls) {
+  stream_listeners_.push_back(StreamListener{fd, local, tls, false});
+}
+
 void UringWorker::CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
                                turn::NodeState* node) {
   // An allocation holds at most two relay sockets (RFC 8656 ADDITIONAL-ADDRESS-FAMILY).
   const uint32_t relays =
-      std::min<uint64_t>(kMaxRelays, uint64_t{options.max_allocations} * 2 + 16);
+      std::min<uint64_t>(kMaxSlots, uint64_t{options.max_allocations} * 2 + 16);
   relays_.assign(relays, Relay{});
   free_relays_.clear();
   free_relays_.reserve(relays);
   for (uint32_t i = relays; i-- > 0;) free_relays_.push_back(i);
   engine_ = std::make_unique<turn::Engine>(config, options, node, this);
   engine_->SetEventSink(this);
+  node_ = node;
+  config_ = &config;
+  if (!stream_listeners_.empty()) {
+    // Every connection may land on this worker (the node-wide cap is NodeState's), so the
+    // table holds the whole stream-max-connections; a slot costs about 200 bytes until used.
+    const uint32_t conns = std::min<uint32_t>(kMaxSlots, config.stream_max_connections);
+    conns_.resize(conns);
+    free_conns_.reserve(conns);
+    for (uint32_t i = conns; i-- > 0;) free_conns_.push_back(i);
+    // One assembled frame (TX slot size) or one TLS record of plaintext (16 KiB).
+    stream_scratch_.resize(std::max<size_t>(limits_.tx_slot_size, 16384));
+  }
 }
 
 void UringWorker::OnAllocationCreated(const turn::AllocationInfo& info) {
@@ -334,6 +326,12 @@ void UringWorker::RetryArms() {
   for (uint32_t i = 0; i < relays_.size(); ++i) {
     if (relays_[i].fd >= 0 && !relays_[i].armed) ArmRelay(i);
   }
+  for (uint32_t i = 0; i < stream_listeners_.size(); ++i) {
+    if (!stream_listeners_[i].armed) ArmStreamListener(i);
+  }
+  for (uint32_t i = 0; i < conns_.size(); ++i) {
+    if (conns_[i].state == Conn::State::kOpen && !conns_[i].recv_armed) ArmConnRecv(i);
+  }
   if (!wake_armed_) ArmWake();
 }
 
@@ -383,31 +381,14 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
 }
 
 void UringWorker::CloseRelay(turn::SocketId socket) {
-  if ((socket & kRelayBit) == 0) return;
-  const uint32_t index = socket & (kMaxRelays - 1);
+  if (!IsRelay(socket)) return;
+  const uint32_t index = SlotOf(socket);
   if (index >= relays_.size()) return;
   Relay& r = relays_[index];
-  if (r.fd < 0 || ((socket >> kRelayIndexBits) & kIdGenMask) != (r.gen & kIdGenMask)) return;
-  if (r.armed) {
-    // The recv may still sit in the SQ: submit it so the cancel finds it. Then cancel
-    // synchronously, so that once close() returns the port is really free for NodeState to hand
-    // out again (an in-flight request holds a reference to the socket).
-    if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
-    io_uring_sync_cancel_reg reg{};
-    reg.addr = UserData(kRelayRecv, r.gen, index);
-    reg.fd = -1;
-    reg.timeout.tv_sec = -1;
-    reg.timeout.tv_nsec = -1;
-    const int ret = io_uring_register_sync_cancel(&ring_, &reg);
-    if (ret < 0 && ret != -ENOENT && ret != -EALREADY) {
-      // Kernels without sync cancel: cancel asynchronously; the port is free a moment later.
-      io_uring_sqe* sqe = GetSqe();
-      if (sqe != nullptr) {
-        io_uring_prep_cancel64(sqe, reg.addr, 0);
-        io_uring_sqe_set_data64(sqe, UserData(kIgnore, 0, 0));
-      }
-    }
-  }
+  if (r.fd < 0 || ((socket >> kIndexBits) & kRelayGenMask) != (r.gen & kRelayGenMask)) return;
+  // Cancelled synchronously, so that once close() returns the port is really free for
+  // NodeState to hand out again (an in-flight request holds a reference to the socket).
+  if (r.armed) CancelNow(UserData(kRelayRecv, r.gen, index));
   close(r.fd);
   r.fd = -1;
   r.armed = false;
@@ -416,10 +397,29 @@ void UringWorker::CloseRelay(turn::SocketId socket) {
   ++counters_.relays_closed;
 }
 
+void UringWorker::CancelNow(uint64_t user_data) {
+  // The request may still sit in the SQ: submit it so the cancel finds it.
+  if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
+  io_uring_sync_cancel_reg reg{};
+  reg.addr = user_data;
+  reg.fd = -1;
+  reg.timeout.tv_sec = -1;
+  reg.timeout.tv_nsec = -1;
+  const int ret = io_uring_register_sync_cancel(&ring_, &reg);
+  if (ret < 0 && ret != -ENOENT && ret != -EALREADY) {
+    // Kernels without sync cancel: cancel asynchronously; the socket is free a moment later.
+    io_uring_sqe* sqe = GetSqe();
+    if (sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, user_data, 0);
+      io_uring_sqe_set_data64(sqe, UserData(kIgnore, 0, 0));
+    }
+  }
+}
+
 absl::Status UringWorker::SetDontFragment(turn::SocketId socket) {
-  const int fd = (socket & kRelayBit) != 0 ? FdFor(socket) : -1;
+  const int fd = IsRelay(socket) ? FdFor(socket) : -1;
   if (fd < 0) return absl::NotFoundError("no such relay socket");
-  const int rc = relays_[socket & (kMaxRelays - 1)].v6
+  const int rc = relays_[SlotOf(socket)].v6
                      ? [fd] {
                          const int on = 1;
                          return setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof(on));
@@ -435,13 +435,13 @@ absl::Status UringWorker::SetDontFragment(turn::SocketId socket) {
 }
 
 int UringWorker::FdFor(turn::SocketId socket) const {
-  if ((socket & kRelayBit) == 0) {
+  if (!IsRelay(socket)) {
     return socket < listeners_.size() ? listeners_[socket].fd : -1;
   }
-  const uint32_t index = socket & (kMaxRelays - 1);
+  const uint32_t index = SlotOf(socket);
   if (index >= relays_.size()) return -1;
   const Relay& r = relays_[index];
-  if (((socket >> kRelayIndexBits) & kIdGenMask) != (r.gen & kIdGenMask)) return -1;
+  if (((socket >> kIndexBits) & kRelayGenMask) != (r.gen & kRelayGenMask)) return -1;
   return r.fd;
 }
 
@@ -563,6 +563,15 @@ void UringWorker::HandleCqe(const io_uring_cqe* cqe) {
       wake_armed_ = false;
       if (!stop_->load(std::memory_order_relaxed)) ArmWake();
       break;
+    case kStreamAccept:
+      HandleAccept(cqe, UdIndex(ud));
+      break;
+    case kConnRecv:
+      HandleConnRecv(cqe, UdIndex(ud));
+      break;
+    case kConnSend:
+      HandleConnSend(cqe, UdIndex(ud));
+      break;
     default:
       // Cancel completions; a buffer could only come with a recv, never here.
       break;
@@ -577,6 +586,10 @@ void UringWorker::FlushTx() {
   turn::TxBatch& batch = *tx_;
   for (size_t i = 0; i < batch.size(); ++i) {
     const turn::TxDesc& d = batch[i];
+    if (IsConn(d.socket)) {
+      StreamSend(d);
+      continue;
+    }
     const int fd = FdFor(d.socket);
     if (fd < 0) {
       ++counters_.tx_stale_socket;
@@ -611,6 +624,7 @@ void UringWorker::FlushTx() {
     io_uring_sqe_set_data64(sqe, UserData(kTxDone, 0, slot_index));
   }
   batch.Clear();
+  if (!kicks_.empty()) KickSends();
 }
 
 void UringWorker::RecycleBuffers() {
@@ -628,6 +642,7 @@ void UringWorker::Run() {
   const uint64_t tick_ns = uint64_t{limits_.tick_ms} * 1'000'000u;
   std::vector<io_uring_cqe*> cqes(limits_.cqe_burst);
   for (uint32_t i = 0; i < listeners_.size(); ++i) ArmListener(i);
+  for (uint32_t i = 0; i < stream_listeners_.size(); ++i) ArmStreamListener(i);
   ArmWake();
 
   uint64_t now = MonotonicNs();
@@ -656,6 +671,10 @@ void UringWorker::Run() {
     if (now >= next_tick) {
       engine_->Tick();
       FlushTx();
+      if (!conns_.empty() && now >= next_stream_sweep_ns_) {
+        SweepStreams();
+        next_stream_sweep_ns_ = now + 1'000'000'000u;
+      }
       ++counters_.ticks;
       next_tick = now + tick_ns;
     }
@@ -673,6 +692,7 @@ void UringWorker::Run() {
 void UringWorker::Shutdown() {
   engine_->CloseAll();
   FlushTx();
+  CloseStreams();
   if (!events_.empty()) FlushEvents();
   counters_.allocations = engine_->allocation_count();
 
@@ -698,6 +718,10 @@ void UringWorker::Shutdown() {
     io_uring_cq_advance(&ring_, n);
   }
   for (Listener& l : listeners_) {
+    if (l.fd >= 0) close(l.fd);
+    l.fd = -1;
+  }
+  for (StreamListener& l : stream_listeners_) {
     if (l.fd >= 0) close(l.fd);
     l.fd = -1;
   }

@@ -23,7 +23,9 @@
 #include "absl/status/statusor.h"
 #include "dataplane/uring/uring_backend.h"
 #include "turn/config.h"
+#include "dataplane/tls/tls_session.h"
 #include "turn/engine.h"
+#include "turn/stream_framer.h"
 
 namespace turnpike::dataplane {
 
@@ -39,6 +41,11 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   absl::Status Init();
   // Takes ownership of a bound listening socket. Its SocketId is its position.
   void AddListener(int fd, const SocketAddress& local);
+  // Takes ownership of a listening TCP socket (listen() called). `tls`: TLS on it, with
+  // certificates from SetTlsContext.
+  void AddStreamListener(int fd, const SocketAddress& local, bool tls);
+  // Not owned; set before Run() when a TLS listener exists.
+  void SetTlsContext(const TlsContext* tls) { tls_ = tls; }
   // Creates this worker's engine. `config` and `node` must outlive the worker.
   void CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
                     turn::NodeState* node);
@@ -85,6 +92,38 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
     iovec iov;
     sockaddr_storage addr;
   };
+  struct StreamListener {
+    int fd = -1;
+    SocketAddress local;
+    bool tls = false;
+    bool armed = false;
+  };
+  enum class CloseReason : uint8_t { kClient, kError, kFraming, kTls, kHandshake, kIdle };
+  // A TCP or TLS client connection. Its receive side is a multishot recv on the shared
+  // provided-buffer ring; its send side is two buffers: `pending` collects what the engine
+  // sends, `sending` is the one IORING_OP_SEND in flight.
+  struct Conn {
+    enum class State : uint8_t { kFree, kOpen, kClosing };  // kClosing: waits for its send
+    State state = State::kFree;
+    bool tls = false;
+    bool recv_armed = false;
+    bool send_inflight = false;
+    bool established = false;  // TLS done (if TLS) and a first whole message received
+    bool kick_queued = false;
+    bool doomed = false;  // closed while busy in TLS Receive: CloseConn runs after it
+    CloseReason doom_reason{};
+    int fd = -1;
+    uint32_t gen = 0;  // bumped when the slot is freed
+    SocketAddress local;
+    SocketAddress peer;
+    uint64_t opened_ns = 0;
+    uint64_t last_message_ns = 0;
+    std::unique_ptr<TlsSession> session;
+    std::unique_ptr<turn::StreamFramer> framer;
+    std::vector<uint8_t> pending;
+    std::vector<uint8_t> sending;
+    size_t sent = 0;
+  };
 
   io_uring_sqe* GetSqe();
   void ArmListener(uint32_t index);
@@ -95,6 +134,28 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   void HandleRecv(const io_uring_cqe* cqe, bool listener, uint32_t index);
   void HandleTxDone(const io_uring_cqe* cqe, uint32_t slot);
   int FdFor(turn::SocketId socket) const;
+  // Cancels the request with `user_data` synchronously (asynchronously on old kernels), so
+  // that its socket can be closed and its slot reused at once.
+  void CancelNow(uint64_t user_data);
+
+  // Streams (uring_streams.cc).
+  void ArmStreamListener(uint32_t index);
+  void ArmConnRecv(uint32_t index);
+  void HandleAccept(const io_uring_cqe* cqe, uint32_t index);
+  void HandleConnRecv(const io_uring_cqe* cqe, uint32_t index);
+  void HandleConnSend(const io_uring_cqe* cqe, uint32_t index);
+  void FeedFramer(uint32_t index, std::span<const uint8_t> bytes);
+  // Appends one TxDesc for a connection to its send buffer (TLS: encrypted).
+  void StreamSend(const turn::TxDesc& d);
+  void QueueKick(uint32_t index);
+  void KickSends();
+  void StartSend(uint32_t index);
+  void CloseConn(uint32_t index, CloseReason reason);
+  void FreeConn(uint32_t index);
+  Conn* ConnFor(turn::SocketId socket);
+  turn::SocketId ConnId(uint32_t index) const;
+  void SweepStreams();
+  void CloseStreams();
   void FlushTx();
   void RecycleBuffers();
   void Shutdown();
@@ -133,6 +194,19 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   bool rearm_needed_ = false;  // an arm failed for want of an SQE; retried each iteration
 
   std::vector<Listener> listeners_;
+  std::vector<StreamListener> stream_listeners_;
+  std::vector<Conn> conns_;
+  std::vector<uint32_t> free_conns_;
+  std::vector<uint32_t> kicks_;          // connections with new bytes to send this iteration
+  std::vector<uint32_t> kicks_running_;
+  static constexpr uint32_t kNoConn = ~uint32_t{0};
+  uint32_t busy_conn_ = kNoConn;         // connection inside TlsSession::Receive
+  std::vector<uint8_t> stream_scratch_;  // one frame being assembled, or TLS plaintext
+  const TlsContext* tls_ = nullptr;
+  turn::NodeState* node_ = nullptr;
+  const ServerConfig* config_ = nullptr;
+  uint64_t next_stream_sweep_ns_ = 0;
+  bool stream_rearm_due_ = false;  // an accept ended on an error: re-arm at the next tick
   std::vector<Relay> relays_;
   std::vector<uint32_t> free_relays_;
 

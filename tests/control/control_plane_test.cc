@@ -25,16 +25,23 @@ TEST(MetricsTest, SumsWorkersAndLabelsEveryReason) {
   in.io.resize(2);
   in.engine[0].to_peer_packets = 5;
   in.engine[1].to_peer_packets = 7;
-  in.engine[1].allocations_ipv4 = 3;
+  in.engine[1].allocations[0][0] = 3;  // udp, ipv4
+  in.engine[0].allocations[2][1] = 2;  // tls, ipv6
   in.engine[0].Drop(turn::DropReason::kNoPermission);
   in.engine[1].Allocate(turn::AllocateResult::kQuota);
   in.io[1].busy_ns = 1'500'000'000;
+  in.io[0].streams = 1;
+  in.io[1].streams = 3;
+  in.io[1].stream_handshake_timeouts = 1;
   in.busy_ratio = {0.25, 0.5};
   in.relays.push_back({"127.0.0.1", 90, 100});
   const std::string text = RenderMetrics(in);
   EXPECT_THAT(text, HasSubstr("turnpike_build_info{version=\"1.2.3\",backend=\"uring\",color=\"\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_relayed_packets_total{direction=\"to_peer\"} 12\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_allocations{transport=\"udp\",family=\"ipv4\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("turnpike_allocations{transport=\"tls\",family=\"ipv6\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("turnpike_stream_connections 4\n"));
+  EXPECT_THAT(text, HasSubstr("turnpike_stream_closed_total{reason=\"handshake_timeout\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_dropped_packets_total{reason=\"" +
                               std::string(turn::DropReasonName(turn::DropReason::kNoPermission)) +
                               "\"} 1\n"));
