@@ -273,6 +273,63 @@ const Option kOptions[] = {
        return SetUnsigned(v, 1, 65535, &Cfg(s).max_port, d);
      }},
 
+    // Stream transports: TURN over TCP and TLS (RFC 8656 3.1).
+    {"no-udp", Arity::kFlag, "", "no UDP listener (relaying stays UDP)",
+     [](bool v, ParseState& s) { Cfg(s).no_udp = v; }},
+    {"no-tcp", Arity::kFlag, "", "no TCP listener on listening-port",
+     [](bool v, ParseState& s) { Cfg(s).no_tcp = v; }},
+    {"no-tls", Arity::kFlag, "", "no TLS listener even when cert is given",
+     [](bool v, ParseState& s) { Cfg(s).no_tls = v; }},
+    {"tls-listening-port", Arity::kValue, "PORT",
+     "TLS port for TURN, used when cert is given (default 443; coturn's is 5349)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 0, 65535, &Cfg(s).tls_listening_port, d);
+     }},
+    {"cert", Arity::kValue, "PATH", "TLS certificate chain, PEM, leaf first (turns TLS on)",
+     nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).cert_file = std::string(v);
+       return true;
+     }},
+    {"pkey", Arity::kValue, "PATH", "TLS private key, PEM (default: the cert file)", nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).pkey_file = std::string(v);
+       return true;
+     }},
+    {"pkey-pwd", Arity::kValue, "PASSWORD", "password of an encrypted pkey", nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).pkey_password = std::string(v);
+       return true;
+     }},
+    {"cipher-list", Arity::kValue, "CIPHERS",
+     "TLS 1.2 cipher suites, OpenSSL syntax (default: OpenSSL's)", nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).cipher_list = std::string(v);
+       return true;
+     }},
+    {"no-tlsv1_2", Arity::kFlag, "", "TLS 1.3 only (TLS 1.0/1.1 are never offered)",
+     [](bool v, ParseState& s) { Cfg(s).no_tlsv1_2 = v; }},
+    {"stream-max-connections", Arity::kValue, "N",
+     "TCP+TLS connections on this node (default 20000)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 1, 10'000'000, &Cfg(s).stream_max_connections, d);
+     }},
+    {"stream-max-per-ip", Arity::kValue, "N",
+     "TCP+TLS connections from one client IP (default 100)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 1, 10'000'000, &Cfg(s).stream_max_per_ip, d);
+     }},
+    {"stream-handshake-timeout", Arity::kValue, "SECONDS",
+     "time to finish TLS and send a first whole TURN message (default 10)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 1, 3600, &Cfg(s).stream_handshake_timeout, d);
+     }},
+    {"stream-idle-timeout", Arity::kValue, "SECONDS",
+     "idle time before closing a connection without an allocation (default 60)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 1, 86400, &Cfg(s).stream_idle_timeout, d);
+     }},
+
     // Authentication.
     {"realm", Arity::kValue, "REALM", "realm for long-term credentials (default turnpike.local)",
      nullptr,
@@ -373,6 +430,11 @@ const Option kOptions[] = {
     {"max-bps", Arity::kValue, "BYTES", "bytes per second per allocation (0: unlimited)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 0, std::numeric_limits<uint64_t>::max(), &Cfg(s).max_bps, d);
+     }},
+    {"bps-capacity", Arity::kValue, "BYTES",
+     "relayed bytes per second on this node, each direction (0: unlimited)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 0, std::numeric_limits<uint64_t>::max(), &Cfg(s).bps_capacity, d);
      }},
     {"max-allocations", Arity::kValue, "N", "allocation table size (default 32768)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {
@@ -522,7 +584,10 @@ struct IgnoredOption {
   std::string_view why;
 };
 
-constexpr std::string_view kNoTls = "Turnpike serves UDP only for now (TCP/TLS/DTLS not yet)";
+constexpr std::string_view kOldTls =
+    "Turnpike never offers TLS below 1.2 (TLS 1.0/1.1 and SSL are never offered)";
+constexpr std::string_view kNoDh =
+    "Turnpike loads no finite-field DH parameters (key exchange uses OpenSSL's default groups)";
 constexpr std::string_view kNoDb =
     "Turnpike has no user database; use user= lines or static-auth-secret";
 constexpr std::string_view kNoCli = "Turnpike has no telnet CLI; use the REST control API";
@@ -562,38 +627,30 @@ const IgnoredOption kIgnored[] = {
     {"no-auth-pings", Arity::kFlag, kNoDb},
     {"oauth", Arity::kFlag, "Turnpike does not implement third-party (OAuth) authorization"},
     {"server-name", Arity::kValue, "Turnpike does not use the OAuth server name"},
-    {"bps-capacity", Arity::kValue, "Turnpike limits bandwidth per allocation (max-bps) only"},
     {"udp-self-balance", Arity::kFlag, "Turnpike spreads load over worker-threads itself"},
     {"relay-threads", Arity::kValue, "use worker-threads"},
     {"ne", Arity::kValue, "coturn's network engine choice does not apply (see backend)"},
     {"listening-device", Arity::kValue, "bind by address with listening-ip"},
     {"relay-device", Arity::kValue, "bind by address with relay-ip"},
-    {"tcp-proxy-port", Arity::kValue, kNoTls},
+    {"tcp-proxy-port", Arity::kValue,
+     "Turnpike does not accept the PROXY protocol from load balancers"},
     {"acme-redirect", Arity::kValue, "Turnpike serves no HTTP on the TURN port"},
 
-    // TCP, TLS and DTLS (until TLS lands).
-    {"tls-listening-port", Arity::kValue, kNoTls},
-    {"no-udp", Arity::kFlag, kNoTls},
-    {"no-tcp", Arity::kFlag, kNoTls},
-    {"no-tls", Arity::kFlag, kNoTls},
-    {"no-dtls", Arity::kFlag, kNoTls},
+    // TCP, TLS and DTLS switches Turnpike does not need.
+    {"no-dtls", Arity::kFlag, "Turnpike has no DTLS listener"},
     {"no-udp-relay", Arity::kFlag, "Turnpike relays over UDP only"},
-    {"no-tcp-relay", Arity::kFlag, "Turnpike relays over UDP only (no RFC 6062)"},
-    {"cert", Arity::kValue, kNoTls},
-    {"pkey", Arity::kValue, kNoTls},
-    {"pkey-pwd", Arity::kValue, kNoTls},
-    {"cipher-list", Arity::kValue, kNoTls},
-    {"CA-file", Arity::kValue, kNoTls},
-    {"ec-curve-name", Arity::kValue, kNoTls},
-    {"dh-file", Arity::kValue, kNoTls},
-    {"dh566", Arity::kFlag, kNoTls},
-    {"dh1066", Arity::kFlag, kNoTls},
-    {"dh2066", Arity::kFlag, kNoTls},
-    {"no-tlsv1", Arity::kFlag, kNoTls},
-    {"no-tlsv1_1", Arity::kFlag, kNoTls},
-    {"no-tlsv1_2", Arity::kFlag, kNoTls},
-    {"no-sslv2", Arity::kFlag, kNoTls},
-    {"no-sslv3", Arity::kFlag, kNoTls},
+    {"no-tcp-relay", Arity::kFlag,
+     "RFC 6062 TCP relaying is never offered; Connect requests get 403"},
+    {"CA-file", Arity::kValue, "Turnpike does not authenticate clients by certificate"},
+    {"ec-curve-name", Arity::kValue, "Turnpike uses OpenSSL's default key-exchange groups"},
+    {"dh-file", Arity::kValue, kNoDh},
+    {"dh566", Arity::kFlag, kNoDh},
+    {"dh1066", Arity::kFlag, kNoDh},
+    {"dh2066", Arity::kFlag, kNoDh},
+    {"no-tlsv1", Arity::kFlag, kOldTls},
+    {"no-tlsv1_1", Arity::kFlag, kOldTls},
+    {"no-sslv2", Arity::kFlag, kOldTls},
+    {"no-sslv3", Arity::kFlag, kOldTls},
 
     // User databases and statistics stores.
     {"userdb", Arity::kValue, kNoDb},
@@ -975,6 +1032,35 @@ absl::Status Finalize(ParseState& s) {
     s.out->warnings.push_back(
         "allow-loopback-peers is set: clients can reach services on this host's loopback; use "
         "it for tests only");
+  }
+
+  // Stream transports. TLS listens only when a certificate is given, as in coturn.
+  if (!c.pkey_file.empty() && c.cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "pkey is set but cert is not: give the certificate chain with cert (PEM, leaf first)");
+  }
+  if (!c.cert_file.empty() && c.pkey_file.empty()) {
+    c.pkey_file = c.cert_file;  // coturn's default: one PEM file holding chain and key
+  }
+  const bool tls = !c.cert_file.empty() && !c.no_tls;
+  if (c.no_udp && c.no_tcp && !tls) {
+    return absl::InvalidArgumentError(
+        "no-udp and no-tcp are set and TLS is off (no cert, or no-tls): there is nothing to "
+        "listen on");
+  }
+  if (tls && !c.no_tcp && c.tls_listening_port == c.listening_port && c.listening_port != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bad value: tls-listening-port (%d) equals listening-port: TLS and plain TCP cannot "
+        "share a port (choose another tls-listening-port, or set no-tcp)",
+        c.tls_listening_port));
+  }
+  if (c.cert_file.empty()) {
+    for (std::string_view name : {"pkey-pwd", "cipher-list", "no-tlsv1_2", "tls-listening-port"}) {
+      if (s.given.contains(std::string(name))) {
+        s.out->warnings.push_back(
+            Cat({name, " is set but cert is not: there is no TLS listener, so it has no effect"}));
+      }
+    }
   }
   return absl::OkStatus();
 }

@@ -290,18 +290,219 @@ TEST(ConfigTest, PortRangeAndLifetimeChecks) {
 }
 
 TEST(ConfigTest, IgnoredCoturnOptionsWarnOnce) {
-  auto r = LoadText("fingerprint\nno-cli\ncli-password=secret\nfingerprint\ncert /etc/x.pem\n",
-                    {"--no-tls", "--tls-listening-port", "5349"});
+  auto r = LoadText("fingerprint\nno-cli\ncli-password=secret\nfingerprint\nCA-file /etc/x.pem\n",
+                    {"--no-dtls", "--tcp-proxy-port", "5555"});
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->warnings.size(), 6u);
   EXPECT_THAT(r->warnings[0], HasSubstr("ignoring coturn option 'fingerprint' at "));
   EXPECT_THAT(r->warnings[0], HasSubstr(":1: "));
   EXPECT_THAT(r->warnings[1], HasSubstr("'no-cli'"));
   EXPECT_THAT(r->warnings[2], HasSubstr("'cli-password'"));
-  EXPECT_THAT(r->warnings[3], HasSubstr("'cert'"));
-  EXPECT_THAT(r->warnings[4], HasSubstr("'no-tls' (command line)"));
-  // Its value "5349" was consumed, not taken as a stray argument.
-  EXPECT_THAT(r->warnings[5], HasSubstr("'tls-listening-port' (command line)"));
+  EXPECT_THAT(r->warnings[3], HasSubstr("'CA-file'"));
+  EXPECT_THAT(r->warnings[4], HasSubstr("'no-dtls' (command line)"));
+  // Its value "5555" was consumed, not taken as a stray argument.
+  EXPECT_THAT(r->warnings[5], HasSubstr("'tcp-proxy-port' (command line)"));
+}
+
+TEST(ConfigTest, IgnoredTlsOptionsSayWhy) {
+  auto r = LoadText(
+      "no-tlsv1\nno-tlsv1_1\nno-sslv2\nno-sslv3\nno-dtls\nCA-file=/x\nec-curve-name=x\n"
+      "dh-file=/x\ndh566\ndh1066\ndh2066\ntcp-proxy-port=5555\nno-tcp-relay\nno-udp-relay\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->warnings.size(), 14u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_THAT(r->warnings[i], HasSubstr("never offers TLS below 1.2")) << r->warnings[i];
+  }
+  EXPECT_THAT(r->warnings[4], HasSubstr("no DTLS listener"));
+  EXPECT_THAT(r->warnings[5], HasSubstr("does not authenticate clients by certificate"));
+  EXPECT_THAT(r->warnings[6], HasSubstr("OpenSSL's default"));
+  for (int i = 7; i < 11; ++i) {
+    EXPECT_THAT(r->warnings[i], HasSubstr("no finite-field DH")) << r->warnings[i];
+  }
+  EXPECT_THAT(r->warnings[11], HasSubstr("PROXY protocol"));
+  EXPECT_THAT(r->warnings[12], HasSubstr("RFC 6062 TCP relaying is never offered; Connect "
+                                         "requests get 403"));
+  EXPECT_THAT(r->warnings[13], HasSubstr("relays over UDP only"));
+}
+
+TEST(ConfigTest, StreamTransportDefaults) {
+  auto r = Load({});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_FALSE(c.no_udp);
+  EXPECT_FALSE(c.no_tcp);
+  EXPECT_FALSE(c.no_tls);
+  EXPECT_FALSE(c.no_tlsv1_2);
+  EXPECT_EQ(c.tls_listening_port, 443);
+  EXPECT_EQ(c.cert_file, "");
+  EXPECT_EQ(c.pkey_file, "");
+  EXPECT_EQ(c.bps_capacity, 0u);
+  EXPECT_EQ(c.stream_max_connections, 20000u);
+  EXPECT_EQ(c.stream_max_per_ip, 100u);
+  EXPECT_EQ(c.stream_handshake_timeout, 10u);
+  EXPECT_EQ(c.stream_idle_timeout, 60u);
+}
+
+TEST(ConfigTest, StreamTransportOptionsAreParsed) {
+  auto r = LoadText(
+      "tls-listening-port=5349\n"
+      "cert=/etc/turn/fullchain.pem\n"
+      "pkey=/etc/turn/privkey.pem\n"
+      "pkey-pwd=\"pa#ss word\"\n"
+      "cipher-list=\"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256\"\n"
+      "no-tlsv1_2\n"
+      "no-udp\n"
+      "stream-max-connections=50000\n"
+      "stream-max-per-ip=8\n"
+      "stream-handshake-timeout=5\n"
+      "stream-idle-timeout=120\n"
+      "bps-capacity=125000000\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.tls_listening_port, 5349);
+  EXPECT_EQ(c.cert_file, "/etc/turn/fullchain.pem");
+  EXPECT_EQ(c.pkey_file, "/etc/turn/privkey.pem");
+  EXPECT_EQ(c.pkey_password, "pa#ss word");
+  EXPECT_EQ(c.cipher_list, "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256");
+  EXPECT_TRUE(c.no_tlsv1_2);
+  EXPECT_TRUE(c.no_udp);
+  EXPECT_FALSE(c.no_tcp);
+  EXPECT_FALSE(c.no_tls);
+  EXPECT_EQ(c.stream_max_connections, 50000u);
+  EXPECT_EQ(c.stream_max_per_ip, 8u);
+  EXPECT_EQ(c.stream_handshake_timeout, 5u);
+  EXPECT_EQ(c.stream_idle_timeout, 120u);
+  EXPECT_EQ(c.bps_capacity, 125000000u);
+  EXPECT_THAT(r->warnings, IsEmpty());
+
+  // The command line wins, flags take =false, and port 0 is accepted (tests).
+  auto cli = LoadText("no-udp\nno-tls\ntls-listening-port=5349\n",
+                      {"--no-udp=false", "--no-tcp", "--no-tls=no", "--tls-listening-port=0",
+                       "--cert=/c.pem", "--bps-capacity=18446744073709551615"});
+  ASSERT_TRUE(cli.ok()) << cli.status();
+  EXPECT_FALSE(cli->config.no_udp);
+  EXPECT_TRUE(cli->config.no_tcp);
+  EXPECT_FALSE(cli->config.no_tls);
+  EXPECT_EQ(cli->config.tls_listening_port, 0);
+  EXPECT_EQ(cli->config.bps_capacity, 18446744073709551615u);
+}
+
+TEST(ConfigTest, BpsCapacityShortOption) {
+  auto r = Load({"-B", "1000000"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.bps_capacity, 1000000u);
+  EXPECT_THAT(r->warnings, IsEmpty());
+  auto glued = Load({"-B2500"});
+  ASSERT_TRUE(glued.ok()) << glued.status();
+  EXPECT_EQ(glued->config.bps_capacity, 2500u);
+  EXPECT_THAT(Usage(), HasSubstr("-B, --bps-capacity=BYTES"));
+  EXPECT_THAT(ErrorOf(Load({"-B", "lots"})),
+              HasSubstr("bad value 'lots' for bps-capacity (command line)"));
+}
+
+TEST(ConfigTest, StreamTransportBadValuesNameTheOption) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--bps-capacity=-1"}, "bad value '-1' for bps-capacity (command line): expected a whole"},
+      {{"--bps-capacity=18446744073709551616"},
+       "bad value '18446744073709551616' for bps-capacity (command line)"},
+      {{"--tls-listening-port=65536"},
+       "bad value '65536' for tls-listening-port (command line): expected 0..65535"},
+      {{"--tls-listening-port=https"}, "bad value 'https' for tls-listening-port (command line)"},
+      {{"--no-udp=maybe"}, "bad value 'maybe' for no-udp (command line)"},
+      {{"--no-tcp=2"}, "bad value '2' for no-tcp (command line)"},
+      {{"--no-tls=x"}, "bad value 'x' for no-tls (command line)"},
+      {{"--no-tlsv1_2=x"}, "bad value 'x' for no-tlsv1_2 (command line)"},
+      {{"--cert"}, "missing value for cert (command line)"},
+      {{"--pkey"}, "missing value for pkey (command line)"},
+      {{"--pkey-pwd"}, "missing value for pkey-pwd (command line)"},
+      {{"--cipher-list"}, "missing value for cipher-list (command line)"},
+      {{"--stream-max-connections=0"},
+       "bad value '0' for stream-max-connections (command line): expected 1..10000000"},
+      {{"--stream-max-connections=10000001"},
+       "bad value '10000001' for stream-max-connections (command line)"},
+      {{"--stream-max-per-ip=0"},
+       "bad value '0' for stream-max-per-ip (command line): expected 1..10000000"},
+      {{"--stream-max-per-ip=many"}, "bad value 'many' for stream-max-per-ip (command line)"},
+      {{"--stream-handshake-timeout=0"},
+       "bad value '0' for stream-handshake-timeout (command line): expected 1..3600"},
+      {{"--stream-handshake-timeout=3601"},
+       "bad value '3601' for stream-handshake-timeout (command line)"},
+      {{"--stream-idle-timeout=0"},
+       "bad value '0' for stream-idle-timeout (command line): expected 1..86400"},
+      {{"--stream-idle-timeout=86401"}, "bad value '86401' for stream-idle-timeout (command line)"},
+  };
+  for (const Case& c : cases) {
+    std::string err = ErrorOf(Load(c.args));
+    EXPECT_TRUE(absl::StartsWith(err, c.expected))
+        << "got: " << err << "\nwant prefix: " << c.expected;
+  }
+  // Limits at the edges of their ranges load.
+  auto edges = Load({"--stream-max-connections=10000000", "--stream-max-per-ip=1",
+                     "--stream-handshake-timeout=3600", "--stream-idle-timeout=86400",
+                     "--tls-listening-port=65535"});
+  ASSERT_TRUE(edges.ok()) << edges.status();
+  EXPECT_EQ(edges->config.stream_max_connections, 10000000u);
+  EXPECT_EQ(edges->config.stream_max_per_ip, 1u);
+  EXPECT_EQ(edges->config.stream_handshake_timeout, 3600u);
+  EXPECT_EQ(edges->config.stream_idle_timeout, 86400u);
+  EXPECT_EQ(edges->config.tls_listening_port, 65535);
+}
+
+TEST(ConfigTest, PkeyDefaultsToTheCertFile) {
+  auto r = Load({"--cert=/etc/turn/combined.pem"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.cert_file, "/etc/turn/combined.pem");
+  EXPECT_EQ(r->config.pkey_file, "/etc/turn/combined.pem");
+}
+
+TEST(ConfigTest, PkeyWithoutCertIsAnError) {
+  EXPECT_EQ(ErrorOf(Load({"--pkey=/etc/turn/privkey.pem"})),
+            "pkey is set but cert is not: give the certificate chain with cert (PEM, leaf first)");
+}
+
+TEST(ConfigTest, NothingToListenOnIsAnError) {
+  const std::string want = "no-udp and no-tcp are set and TLS is off";
+  EXPECT_THAT(ErrorOf(Load({"--no-udp", "--no-tcp"})), HasSubstr(want));
+  EXPECT_THAT(ErrorOf(Load({"--no-udp", "--no-tcp", "--cert=/c.pem", "--no-tls"})),
+              HasSubstr(want));
+  EXPECT_THAT(ErrorOf(Load({"--no-udp", "--no-tcp"})), HasSubstr("nothing to listen on"));
+  // TLS alone is a valid node.
+  auto tls_only = Load({"--no-udp", "--no-tcp", "--cert=/c.pem"});
+  ASSERT_TRUE(tls_only.ok()) << tls_only.status();
+  // So are UDP alone and TCP alone.
+  EXPECT_TRUE(Load({"--no-tcp"}).ok());
+  EXPECT_TRUE(Load({"--no-udp"}).ok());
+}
+
+TEST(ConfigTest, TlsAndPlainTcpCannotShareAPort) {
+  EXPECT_EQ(ErrorOf(Load({"--cert=/c.pem", "--listening-port=443"})),
+            "bad value: tls-listening-port (443) equals listening-port: TLS and plain TCP cannot "
+            "share a port (choose another tls-listening-port, or set no-tcp)");
+  EXPECT_THAT(ErrorOf(LoadText("cert=/c.pem\ntls-listening-port=3478\n")),
+              HasSubstr("TLS and plain TCP cannot share a port"));
+  // Fine without a TCP listener, without a TLS listener, or with both ports left to the kernel.
+  EXPECT_TRUE(Load({"--cert=/c.pem", "--listening-port=443", "--no-tcp"}).ok());
+  EXPECT_TRUE(Load({"--listening-port=443"}).ok());
+  EXPECT_TRUE(Load({"--cert=/c.pem", "--listening-port=443", "--no-tls"}).ok());
+  EXPECT_TRUE(Load({"--cert=/c.pem", "--listening-port=0", "--tls-listening-port=0"}).ok());
+}
+
+TEST(ConfigTest, TlsSettingsWithoutCertWarn) {
+  auto r =
+      Load({"--cipher-list=HIGH", "--no-tlsv1_2", "--pkey-pwd=x", "--tls-listening-port=5349"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->warnings, ::testing::UnorderedElementsAre(
+                               HasSubstr("pkey-pwd is set but cert is not"),
+                               HasSubstr("cipher-list is set but cert is not"),
+                               HasSubstr("no-tlsv1_2 is set but cert is not"),
+                               HasSubstr("tls-listening-port is set but cert is not")));
+  auto with_cert = Load({"--cipher-list=HIGH", "--no-tlsv1_2", "--cert=/c.pem"});
+  ASSERT_TRUE(with_cert.ok()) << with_cert.status();
+  EXPECT_THAT(with_cert->warnings, IsEmpty());
 }
 
 TEST(ConfigTest, UsersWithPasswordsAndKeys) {
@@ -469,8 +670,15 @@ TEST(ConfigTest, RealisticCoturnFileLoadsWithOnlyWarnings) {
   EXPECT_EQ(c.allowed_peer_ips.size(), 1u);
   EXPECT_EQ(c.pidfile, "/var/run/turnserver.pid");
   EXPECT_EQ(c.log_file, "/var/log/turnserver/turn.log");
+  EXPECT_EQ(c.tls_listening_port, 443);
+  EXPECT_EQ(c.cert_file, "/etc/letsencrypt/live/turn.example.com/fullchain.pem");
+  EXPECT_EQ(c.pkey_file, "/etc/letsencrypt/live/turn.example.com/privkey.pem");
+  EXPECT_EQ(c.cipher_list,
+            "ECDHE-RSA-AES256-GCM-SHA512:DHE-RSA-AES256-GCM-SHA512:ECDHE-RSA-AES256-GCM-SHA384");
+  EXPECT_FALSE(c.no_tlsv1_2);
   EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'fingerprint'")));
-  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'cert'")));
+  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'no-tlsv1'")));
+  EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'dh2066'")));
   EXPECT_THAT(r->warnings, ::testing::Contains(HasSubstr("'no-cli'")));
   for (const std::string& w : r->warnings) {
     EXPECT_TRUE(absl::StartsWith(w, "ignoring coturn option '")) << w;
