@@ -6,7 +6,8 @@
 #   tests/fuzz/run_fuzzers.sh                     # every target, 60 s each
 #   FUZZ_SECONDS=900 tests/fuzz/run_fuzzers.sh stun_message_fuzz
 #
-# Environment: FUZZ_SECONDS (default 60) per target; FUZZ_BUILD_DIR (default build-fuzz);
+# Environment: FUZZ_SECONDS (default 60) per target; FUZZ_RUNS (default unlimited) stops a
+# target after that many executions, whichever comes first; FUZZ_BUILD_DIR (default build-fuzz);
 # FUZZ_WORK (default a fresh temporary directory): the working corpora (seeds plus what the
 # fuzzer found) and crash artifacts go there, never into the source tree.
 set -euo pipefail
@@ -42,6 +43,7 @@ for t in "${targets[@]}"; do
   mkdir -p "${corpus}" "${artifacts}"
   cp -n tests/fuzz/corpus/"${t}"/* "${corpus}/" 2>/dev/null || true
   extra=()
+  [[ -n "${FUZZ_RUNS:-}" ]] && extra+=("-runs=${FUZZ_RUNS}")
   [[ -f "tests/fuzz/${t%_fuzz}.dict" ]] && extra+=("-dict=tests/fuzz/${t%_fuzz}.dict")
   log="${work}/${t}.log"
   rc=0
