@@ -5,6 +5,15 @@
 # audio, and that the selected candidate pairs are relay candidates on 127.0.0.1 inside the
 # server's relay range.
 #
+# Usage: browser_test.sh [MODE]  how Chromium reaches the TURN server:
+#   udp    (default) turn:127.0.0.1:PORT?transport=udp
+#   tcp    turn:127.0.0.1:PORT?transport=tcp (TURN over TCP, RFC 8656 3.1)
+#   turns  turns:127.0.0.1:TLSPORT?transport=tcp (TURN over TLS) with a throwaway self-signed
+#          certificate (lib.sh); Chromium trusts only that key, via
+#          --ignore-certificate-errors-spki-list
+# In every mode the selected local relay candidates must report that protocol (relayProtocol
+# udp, tcp or tls), so a silent fallback to another transport fails the test.
+#
 # Needs: Debian packages chromium and nodejs (with npm), and `npm ci` run in
 # tests/integration/browser (playwright-core, pinned in package-lock.json).
 #
@@ -20,6 +29,11 @@ fi
 
 . "$(dirname "$0")/lib.sh"
 
+MODE="${1:-udp}"
+case "${MODE}" in
+  udp | tcp | turns) ;;
+  *) tp_fail "unknown mode '${MODE}' (udp, tcp, turns)" ;;
+esac
 BROWSER_DIR="${TP_LIB_DIR}/browser"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
@@ -31,11 +45,25 @@ command -v node >/dev/null 2>&1 || tp_fail "node not found (apt-get install node
 
 tp_init
 [[ -n "${TP_IN_NETNS:-}" ]] && tp_log "running in a private network namespace (loopback only)"
+case "${MODE}" in
+  tcp) TP_TCP=1 ;;
+  turns) TP_TLS=1 ;;
+esac
+# shellcheck disable=SC2119  # no extra server arguments; the script's $1 is the mode
 tp_start_server
 tp_mint_credentials browser
+case "${MODE}" in
+  udp)
+    turn_url="turn:${TP_HOST}:${TP_PORT}?transport=udp" relay_protocol=udp ;;
+  tcp)
+    turn_url="turn:${TP_HOST}:${TP_PORT}?transport=tcp" relay_protocol=tcp ;;
+  turns)
+    turn_url="turns:${TP_HOST}:${TP_TLS_PORT}?transport=tcp" relay_protocol=tls ;;
+esac
 
 rc=0
-TURN_PORT="${TP_PORT}" TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
+TURN_URL="${turn_url}" RELAY_PROTOCOL="${relay_protocol}" TLS_SPKI="${TP_CERT_SPKI}" \
+  TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
   RELAY_MIN_PORT="${TP_MIN_PORT}" RELAY_MAX_PORT="${TP_MAX_PORT}" CHROMIUM="${CHROMIUM}" \
   timeout "${BROWSER_DEADLINE:-180}" node "${BROWSER_DIR}/run.mjs" &
 node_pid=$!
@@ -47,4 +75,4 @@ tp_untrack "${node_pid}"
 
 tp_check_server_alive
 tp_stop_server
-echo "PASS: browser relay against ${SERVER}"
+echo "PASS: browser relay (${MODE}) against ${SERVER}"

@@ -14,6 +14,10 @@
 #   TURNPIKED  path to the turnpiked binary (meson passes it; default <repo>/build/turnpiked).
 #   TURNSERVER path to coturn's turnserver (default: turnserver from PATH).
 #   TP_KEEP_TMP=1 keeps the temp dir (logs) after the test.
+#   TP_TLS=1   (set before tp_start_server) also serves TURN over TLS: a throwaway self-signed
+#              certificate is made in the temp dir (tp_make_cert), a second port is picked
+#              (TP_TLS_PORT) and both servers get --tls-listening-port, --cert and --pkey.
+#   TP_TCP=1   (set before tp_start_server) also waits for the TCP listener on TP_PORT.
 #
 # Network rule: everything here binds and sends to 127.0.0.1 only.
 
@@ -42,6 +46,12 @@ TP_MIN_PORT=""
 TP_MAX_PORT=""
 TP_RANGE_LOCK=""
 TP_FAILED=0
+TP_TLS="${TP_TLS:-0}"
+TP_TCP="${TP_TCP:-0}"
+TP_TLS_PORT=""
+TP_CERT=""
+TP_KEY=""
+TP_CERT_SPKI=""
 
 tp_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -156,20 +166,23 @@ tp_start_peer() {
 # Picks the ports for one server in a single python3 run (python's start-up is the slow part):
 #  - a listening port free for both UDP and TCP on 127.0.0.1 (the TURN listener takes both);
 #    the kernel picks it (bind to port 0), so parallel tests do not collide;
+#  - with TP_TLS=1, a second such port for TURN over TLS (free for UDP too, so a server that
+#    also opens DTLS there cannot collide);
 #  - a relay range of TP_RANGE_SIZE ports whose UDP ports are all free right now and that no
 #    other interop test holds (an atomic mkdir per range start, owned by this shell's pid; a
 #    range whose owner died is taken back).
-# Sets TP_PORT, TP_MIN_PORT, TP_MAX_PORT, TP_RANGE_LOCK.
+# Sets TP_PORT, TP_MIN_PORT, TP_MAX_PORT, TP_RANGE_LOCK, and TP_TLS_PORT when TP_TLS=1.
 tp_pick_ports() {
   mkdir -p "${TP_RANGE_LOCK_DIR}"
   local out
   out="$(python3 - "${TP_RANGE_LOCK_DIR}" "$$" "${TP_RANGE_LOW}" "${TP_RANGE_HIGH}" \
-      "${TP_RANGE_SIZE}" "${TP_MIN_PORT}" <<'EOF'
+      "${TP_RANGE_SIZE}" "${TP_MIN_PORT}" "${TP_TLS}" <<'EOF'
 import os, random, shutil, socket, sys
 
 lock_dir, owner = sys.argv[1], sys.argv[2]
 low, high, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 have_range = sys.argv[6] != ""
+want_tls = sys.argv[7] == "1"
 
 def udp_free(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -188,11 +201,14 @@ def pid_alive(pid):
     except (OSError, ValueError):
         return False
 
-def listening_port():
+def listening_port(avoid=()):
     for _ in range(100):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         u.bind(("127.0.0.1", 0))
         port = u.getsockname()[1]
+        if port in avoid:
+            u.close()
+            continue
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             t.bind(("127.0.0.1", port))
@@ -228,21 +244,45 @@ def relay_range():
     sys.exit("no free relay port range")
 
 port = listening_port()
+tls_port = listening_port(avoid=(port,)) if want_tls else "-"
 if have_range:
-    print(port)
+    print(port, tls_port)
 else:
     base, path = relay_range()
-    print(port, base, base + size - 1, path)
+    print(port, tls_port, base, base + size - 1, path)
 EOF
   )" || tp_fail "could not pick free ports: ${out}"
   local fields=()
   read -r -a fields <<<"${out}"
   TP_PORT="${fields[0]}"
+  TP_TLS_PORT=""
+  [[ "${fields[1]}" != - ]] && TP_TLS_PORT="${fields[1]}"
   if [[ -z "${TP_MIN_PORT}" ]]; then
-    TP_MIN_PORT="${fields[1]}"
-    TP_MAX_PORT="${fields[2]}"
-    TP_RANGE_LOCK="${fields[3]}"
+    TP_MIN_PORT="${fields[2]}"
+    TP_MAX_PORT="${fields[3]}"
+    TP_RANGE_LOCK="${fields[4]}"
   fi
+}
+
+# Makes a throwaway self-signed certificate and key for TURN over TLS in the temp dir (once per
+# test; ECDSA P-256, valid for 2 days, for 127.0.0.1, ::1 and localhost) and computes the
+# base64 SHA-256 of its SubjectPublicKeyInfo, the form Chromium's
+# --ignore-certificate-errors-spki-list takes. Sets TP_CERT, TP_KEY, TP_CERT_SPKI.
+tp_make_cert() {
+  [[ -n "${TP_TMP}" ]] || tp_fail "tp_init was not called"
+  [[ -n "${TP_CERT}" ]] && return 0
+  local cert="${TP_TMP}/tls-cert.pem" key="${TP_TMP}/tls-key.pem"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=turnpike.test -addext subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost \
+    -addext extendedKeyUsage=serverAuth -keyout "${key}" -out "${cert}" \
+    >"${TP_TMP}/tls-cert.log" 2>&1 ||
+    tp_fail "openssl could not make a test certificate: $(cat "${TP_TMP}/tls-cert.log")"
+  TP_CERT_SPKI="$(openssl x509 -in "${cert}" -pubkey -noout |
+    openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl base64 -A)"
+  [[ -n "${TP_CERT_SPKI}" ]] || tp_fail "could not compute the test certificate's SPKI hash"
+  TP_CERT="${cert}"
+  TP_KEY="${key}"
+  tp_log "test certificate ${TP_CERT} (SPKI sha256 ${TP_CERT_SPKI})"
 }
 
 # Prints the server command line (one argument per line) for $SERVER with listening port $1.
@@ -254,12 +294,19 @@ tp_server_argv() {
     "--use-auth-secret" "--static-auth-secret=${TP_SECRET}" "--allow-loopback-peers"
     "--log-file=stdout" "--verbose"
   )
+  local no_tls=--no-tls
+  if [[ -n "${TP_TLS_PORT}" ]]; then
+    # TURN over TLS (RFC 8656 3.1) on its own port; turnpiked takes coturn's option names.
+    common+=("--tls-listening-port=${TP_TLS_PORT}" "--cert=${TP_CERT}" "--pkey=${TP_KEY}")
+    no_tls=""
+  fi
   case "${SERVER}" in
     coturn)
       # coturn would otherwise also open its telnet CLI on fixed port 5766, TLS/DTLS on 5349
-      # and an RFC 5780 alternate port: fixed ports break running tests in parallel.
+      # and an RFC 5780 alternate port: fixed ports break running tests in parallel. With
+      # TP_TLS=1 TLS is on (on TP_TLS_PORT); DTLS stays off.
       printf '%s\n' "${TURNSERVER:-turnserver}" "${common[@]}" \
-        --no-cli --no-tls --no-dtls --no-rfc5780 --simple-log
+        --no-cli ${no_tls:+"${no_tls}"} --no-dtls --no-rfc5780 --simple-log
       ;;
     turnpiked)
       # No drain on SIGTERM (uclient leaves allocations behind) and an ephemeral control port,
@@ -279,11 +326,26 @@ tp_stun_ping() {
   timeout "${TP_PING_TIMEOUT:-2}" turnutils_stunclient "${TP_HOST}" -p "$1" 2>&1 | grep -q "reflexive addr"
 }
 
+# Succeeds if a TCP socket is listening on 127.0.0.1:$1 (or on a wildcard address).
+tp_tcp_listening() {
+  [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]
+}
+
+# Completes a TLS handshake with 127.0.0.1:$1 that verifies the server's certificate against the
+# test certificate (TP_CERT) for IP 127.0.0.1; succeeds only if it did.
+tp_tls_probe() {
+  timeout "${TP_PING_TIMEOUT:-2}" openssl s_client -connect "${TP_HOST}:$1" -brief \
+    -CAfile "${TP_CERT}" -verify_ip "${TP_HOST}" -verify_return_error </dev/null >/dev/null 2>&1
+}
+
 # Starts the server under test with a fresh listening port and relay range plus any extra
 # arguments given, and waits (deadline TP_START_DEADLINE seconds, default 20) until it answers a
-# STUN Binding. Sets TP_PORT, TP_SERVER_PID, TP_SERVER_LOG.
+# STUN Binding, and with TP_TCP=1 until it listens on TCP TP_PORT too, and with TP_TLS=1 until a
+# TLS handshake on TP_TLS_PORT succeeds with the test certificate.
+# Sets TP_PORT, TP_SERVER_PID, TP_SERVER_LOG (and TP_TLS_PORT, TP_CERT, TP_KEY, TP_CERT_SPKI).
 tp_start_server() {
   [[ -n "${TP_TMP}" ]] || tp_fail "tp_init was not called"
+  [[ "${TP_TLS}" == 1 ]] && tp_make_cert
   tp_pick_ports
   local argv=()
   mapfile -t argv < <(tp_server_argv "${TP_PORT}")
@@ -300,20 +362,32 @@ tp_start_server() {
       wait "${TP_SERVER_PID}"
       tp_fail "${SERVER} exited during start-up (exit status $?)"
     fi
-    if tp_stun_ping "${TP_PORT}"; then
+    if tp_stun_ping "${TP_PORT}" &&
+        { [[ "${TP_TCP}" != 1 ]] || tp_tcp_listening "${TP_PORT}"; } &&
+        { [[ -z "${TP_TLS_PORT}" ]] || tp_tls_probe "${TP_TLS_PORT}"; }; then
       tp_log "${SERVER} (pid ${TP_SERVER_PID}) answers STUN on ${TP_HOST}:${TP_PORT}," \
-        "relay ports ${TP_MIN_PORT}-${TP_MAX_PORT}"
+        "relay ports ${TP_MIN_PORT}-${TP_MAX_PORT}${TP_TLS_PORT:+, TLS on ${TP_HOST}:${TP_TLS_PORT}}"
       return 0
     fi
-    sleep 0.1  # poll interval between Binding attempts, not a wait for readiness
+    sleep 0.1  # poll interval between readiness probes, not a wait for readiness
   done
+  [[ "${TP_TCP}" != 1 ]] || tp_tcp_listening "${TP_PORT}" ||
+    tp_fail "${SERVER} did not listen on TCP ${TP_HOST}:${TP_PORT} within the deadline"
+  [[ -z "${TP_TLS_PORT}" ]] || tp_tls_probe "${TP_TLS_PORT}" ||
+    tp_fail "${SERVER} did not complete a TLS handshake (test certificate, IP ${TP_HOST}) on" \
+      "${TP_HOST}:${TP_TLS_PORT} within the deadline"
   tp_fail "${SERVER} did not answer a STUN Binding on ${TP_HOST}:${TP_PORT} within the deadline"
 }
 
-# Checks the server is still running and still answers STUN.
+# Checks the server is still running and still answers STUN (and, as started, still listens on
+# TCP and still completes TLS handshakes).
 tp_check_server_alive() {
   kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "${SERVER} is no longer running"
   tp_stun_ping "${TP_PORT}" || tp_fail "${SERVER} no longer answers STUN Binding"
+  [[ "${TP_TCP}" != 1 ]] || tp_tcp_listening "${TP_PORT}" ||
+    tp_fail "${SERVER} no longer listens on TCP ${TP_HOST}:${TP_PORT}"
+  [[ -z "${TP_TLS_PORT}" ]] || tp_tls_probe "${TP_TLS_PORT}" ||
+    tp_fail "${SERVER} no longer completes TLS handshakes on ${TP_HOST}:${TP_TLS_PORT}"
 }
 
 # Sends SIGTERM and requires a clean exit (status 0; see below for coturn) within TP_STOP_DEADLINE seconds (default 10).

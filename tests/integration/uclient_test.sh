@@ -8,6 +8,12 @@
 #   userpass  same, with REST credentials minted here (openssl) and given as -u/-w
 #   send      Send/Data indications instead of channels (-s, RFC 8656 10 and 11)
 #   c2c       client to client through two relays (-y): both ends are TURN allocations
+#   tcp       channel run with uclient talking to the server over TCP (-t, RFC 8656 3.1) on
+#             the listening port; the relay to the echo peer is still UDP
+#   tls       the same over TLS (-t -S) on the TLS port (TP_TLS_PORT, throwaway test
+#             certificate from lib.sh). uclient does not verify the certificate (its -E is not
+#             enforced in coturn 4.6), so lib.sh's TLS probe (openssl s_client) checks it at
+#             start-up and at the end
 #   negative  bad ChannelBind channel numbers (-N) must get 400, fuzzed requests (-R) must not
 #             hurt the server, wrong-secret and expired credentials must not get an allocation;
 #             then a normal channel run must still pass and the server must exit cleanly
@@ -25,6 +31,8 @@ LENGTH="${UCLIENT_LENGTH:-170}"
 RUN_DEADLINE="${UCLIENT_DEADLINE:-60}"
 # The address uclient talks to, its peer's, and the relayed addresses expected (ipv6 mode: ::1).
 CLIENT_HOST=127.0.0.1
+# The server port uclient talks to (the TLS port in tls mode; set after the server started).
+SERVER_PORT=""
 
 tp_require turnutils_uclient turnutils_peer
 
@@ -35,7 +43,8 @@ run_uclient() {
   local rc=0
   tp_log "turnutils_uclient $* (-m ${CLIENTS} -n ${MESSAGES} -l ${LENGTH})"
   timeout "${RUN_DEADLINE}" turnutils_uclient -v "$@" -e "${CLIENT_HOST}" -r "${TP_PEER_PORT}" \
-    -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" "${CLIENT_HOST}" \
+    -p "${SERVER_PORT:-${TP_PORT}}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" \
+    "${CLIENT_HOST}" \
     >"${out}" 2>&1 || rc=$?
   return ${rc}
 }
@@ -168,6 +177,10 @@ negative_tests() {
 }
 
 tp_init
+case "${MODE}" in
+  tcp) TP_TCP=1 ;;
+  tls) TP_TLS=1 ;;
+esac
 if [[ "${MODE}" == ipv6 ]]; then
   # Dual-stack server: listening and relaying on ::1 as well; uclient asks for IPv6 relayed
   # addresses (-x) and its echo peer listens on ::1.
@@ -205,11 +218,25 @@ case "${MODE}" in
   ipv6)
     positive_run ipv6 -x -W "${TP_SECRET}"
     ;;
+  tcp)
+    positive_run tcp -t -W "${TP_SECRET}"
+    ;;
+  tls)
+    SERVER_PORT="${TP_TLS_PORT}"
+    positive_run tls -t -S -W "${TP_SECRET}"
+    # uclient offers TLS 1.0/1.1-only handshakes on some connections at random; a server that
+    # refuses them makes it reconnect with another version (its "cannot connect" lines).
+    tls_sessions="$(grep -c 'tls_connect: client session connected' "${TP_TMP}/uclient-tls.log")"
+    (( tls_sessions >= CLIENTS )) ||
+      tp_fail "tls: only ${tls_sessions} TLS sessions for ${CLIENTS} clients"
+    echo "tls: ${tls_sessions} TLS sessions ($(grep -oE 'method=TLSv[0-9.]+' \
+      "${TP_TMP}/uclient-tls.log" | sort | uniq -c | tr -s ' \n' ' '))"
+    ;;
   negative)
     negative_tests
     ;;
   *)
-    tp_fail "unknown mode '${MODE}' (channel, userpass, send, c2c, ipv6, negative)"
+    tp_fail "unknown mode '${MODE}' (channel, userpass, send, c2c, ipv6, tcp, tls, negative)"
     ;;
 esac
 

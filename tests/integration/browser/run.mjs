@@ -1,7 +1,16 @@
 // Drives headless Chromium through a WebRTC call whose only path is the TURN server under test.
 // Started by ../browser_test.sh, which runs the server and passes its coordinates:
-//   TURN_PORT, TURN_USERNAME, TURN_CREDENTIAL  the server's UDP port and REST credentials
+//   TURN_URL                                   the TURN server's URL, e.g.
+//                                              turn:127.0.0.1:PORT?transport=udp|tcp or
+//                                              turns:127.0.0.1:TLSPORT?transport=tcp
+//   TURN_USERNAME, TURN_CREDENTIAL             REST credentials
+//   RELAY_PROTOCOL                             udp, tcp or tls: how the selected local relay
+//                                              candidate must reach the server (its
+//                                              relayProtocol), so a silent fallback fails
 //   RELAY_MIN_PORT, RELAY_MAX_PORT             the server's relay port range
+//   TLS_SPKI                                   (turns only) base64 SHA-256 of the test
+//                                              certificate's SubjectPublicKeyInfo: Chromium
+//                                              accepts that one self-signed key and no other
 //   CHROMIUM (default /usr/bin/chromium), MESSAGES (default 50), TEST_TIMEOUT_MS (default 90000)
 // The page is served from 127.0.0.1 (a secure context, so getUserMedia works) by node's http
 // module; all traffic stays on loopback.
@@ -35,7 +44,7 @@ try {
 }
 
 const cfg = {
-  turnUrl: `turn:127.0.0.1:${requiredEnv('TURN_PORT')}?transport=udp`,
+  turnUrl: requiredEnv('TURN_URL'),
   username: requiredEnv('TURN_USERNAME'),
   credential: requiredEnv('TURN_CREDENTIAL'),
   messages: Number(process.env.MESSAGES || 50),
@@ -43,6 +52,16 @@ const cfg = {
 };
 const relayMin = Number(requiredEnv('RELAY_MIN_PORT'));
 const relayMax = Number(requiredEnv('RELAY_MAX_PORT'));
+const relayProtocol = requiredEnv('RELAY_PROTOCOL');
+if (!['udp', 'tcp', 'tls'].includes(relayProtocol)) {
+  console.error(`FAIL: RELAY_PROTOCOL must be udp, tcp or tls, not '${relayProtocol}'`);
+  process.exit(2);
+}
+const tlsSpki = process.env.TLS_SPKI || '';
+if (relayProtocol === 'tls' && !tlsSpki) {
+  console.error('FAIL: TLS_SPKI is not set (turns needs the test certificate\'s SPKI hash)');
+  process.exit(2);
+}
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 // Static files of the test page; nothing else is served.
@@ -86,6 +105,9 @@ try {
       // without this, in a namespace that has only loopback it gathers no candidate at all,
       // and elsewhere it talks to the TURN server from a non-loopback address.
       '--allow-loopback-in-peer-connection',
+      // turns: trust exactly the test certificate's key (its SPKI hash), nothing else. Chromium
+      // honours this only together with --user-data-dir, which playwright always passes.
+      ...(tlsSpki ? [`--ignore-certificate-errors-spki-list=${tlsSpki}`] : []),
     ],
   });
   const page = await browser.newPage();
@@ -95,8 +117,9 @@ try {
   const secure = await page.evaluate(() => window.isSecureContext);
   if (!secure) throw new Error(`${pageUrl} is not a secure context; getUserMedia would fail`);
 
-  console.log(`browser: ${browser.version()}; TURN ${cfg.turnUrl}; relay ports ` +
-              `${relayMin}-${relayMax}; ${cfg.messages} data channel messages`);
+  console.log(`browser: ${browser.version()}; TURN ${cfg.turnUrl} (relay protocol ` +
+              `${relayProtocol}); relay ports ${relayMin}-${relayMax}; ${cfg.messages} data ` +
+              'channel messages');
   const result = await page.evaluate((c) => window.runRelayTest(c), cfg);
   console.log(`result: ${JSON.stringify(result, null, 2)}`);
   check(result);
@@ -145,8 +168,15 @@ function check(result) {
         fail(`${where}: port outside the relay range ${relayMin}-${relayMax}`);
       }
     }
-    if (pair.local?.relayProtocol !== undefined && pair.local.relayProtocol !== 'udp') {
-      fail(`${name}: relayed over ${pair.local.relayProtocol}, want udp`);
+    // How the local relay candidate talks to the TURN server (RTCIceCandidateStats
+    // relayProtocol). It must be the mode's protocol: a silent fallback fails the test.
+    if (pair.local?.relayProtocol !== relayProtocol) {
+      fail(`${name}: selected local relay candidate reaches the TURN server over ` +
+           `${pair.local?.relayProtocol}, want ${relayProtocol}`);
+    }
+    if (pair.local?.url !== undefined && pair.local.url !== cfg.turnUrl) {
+      fail(`${name}: selected local relay candidate came from ${pair.local.url}, ` +
+           `want ${cfg.turnUrl}`);
     }
   }
   if (!process.exitCode) {
@@ -154,6 +184,7 @@ function check(result) {
     console.log(`PASS: ${result.dataChannel.received} data channel echoes, ` +
                 `${video.framesDecoded} video frames decoded, ${audio.packetsReceived} audio ` +
                 `packets; caller ${pair.local.address}:${pair.local.port} <-> ` +
-                `${pair.remote.address}:${pair.remote.port} (both relayed)`);
+                `${pair.remote.address}:${pair.remote.port} (both relayed, client to ` +
+                `server over ${pair.local.relayProtocol})`);
   }
 }
