@@ -13,8 +13,11 @@
 //   op & 3 == 2  datagram from a peer to relay tag (op >> 2) & 7: body = port (2 bytes) then
 //                family (1 byte: even IPv4 + 4 bytes, odd IPv6 + 16 bytes) then payload
 //   op & 3 == 3  clock step of (op >> 2) * 7 seconds, then Tick()
-// Every datagram the engine emits toward a client must parse as STUN or ChannelData; the
-// relay sockets must all be closed after CloseAll(). Any violation aborts.
+// Client 0 speaks UDP, client 1 TCP (messages as the stream framer yields them), so both
+// transports' paths are reached. Every datagram the engine emits toward a client must parse as
+// STUN or ChannelData, and ChannelData toward the TCP client must carry its padding (RFC 8656
+// 12.5); closing the TCP client's connection must end its allocation; the relay sockets must
+// all be closed after CloseAll(). Any violation aborts.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -108,7 +111,8 @@ struct Harness {
   // Sends `bytes` from client `c`, checks and drains what comes back, and keeps the newest
   // nonce the server handed that client.
   void FromClient(int c, std::span<const uint8_t> bytes) {
-    engine.OnClientPacket(kListener, server, clients[c].address, bytes, tx);
+    engine.OnClientPacket(kListener, server, clients[c].address, bytes, tx,
+                          c == 1 ? ClientTransport::kTcp : ClientTransport::kUdp);
     Drain();
   }
 
@@ -132,6 +136,7 @@ struct Harness {
       FUZZ_CHECK(c >= 0);  // the listener only ever answers the clients that wrote to it
       if (stun::LooksLikeChannelData(bytes)) {
         FUZZ_CHECK(stun::ParseChannelData(bytes).has_value());
+        FUZZ_CHECK(c == 0 || bytes.size() % 4 == 0);  // streams: padded
         continue;
       }
       stun::ParseError err;
@@ -291,6 +296,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(h->engine.KillAllocation(infos[0].id));
     FUZZ_CHECK(!h->engine.KillAllocation(infos[0].id));
   }
+  const turnpike::FiveTuple stream_client{h->clients[1].address, h->server, IPPROTO_TCP};
+  h->engine.OnStreamClosed(stream_client);
+  FUZZ_CHECK(!h->engine.HasAllocation(stream_client));
   h->engine.CloseAll();
   FUZZ_CHECK(h->engine.allocation_count() == 0);
   FUZZ_CHECK(h->relays.open_count() == 0);  // every relay socket opened was closed
