@@ -261,7 +261,24 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
       }
       return probe.status();
     }
-    if (cfg.listening_port == 0) cfg.listening_port = BoundPort(*probe);
+    if (cfg.listening_port == 0) {
+      // The kernel picked a free UDP port; TCP listens on the same number, so retry until
+      // the number is free for TCP too (tests run many servers side by side).
+      int udp = *probe;
+      for (int attempt = 0; !cfg.no_tcp && attempt < 32; ++attempt) {
+        absl::StatusOr<int> tcp = BindTcp(SocketAddress{ip, BoundPort(udp)}, false, "listening-port");
+        if (tcp.ok()) {
+          close(*tcp);
+          break;
+        }
+        absl::StatusOr<int> again = BindUdp(SocketAddress{ip, 0}, false, "listening-ip");
+        close(udp);
+        if (!again.ok()) return again.status();
+        udp = *again;
+      }
+      cfg.listening_port = BoundPort(udp);
+      probe = udp;
+    }
     close(*probe);
     usable.push_back(ip);
   }
