@@ -194,7 +194,9 @@ struct Engine::Request {
 Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeState* node,
                RelayTransport* relays)
     : config_(&config),
-      options_(options),
+      options_(options.worker_count == 0 ? EngineOptions{options.worker_index,
+                                                         options.max_allocations, 1}
+                                         : options),
       node_(node),
       relays_(relays),
       auth_(config, node->nonce_secret()),
@@ -284,6 +286,7 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
     return;
   }
   if (!ChargeNode(node_to_client_, data.size())) {
+    alloc.to_client_bucket.tokens += config_->max_bps != 0 ? data.size() : 0;  // not sent
     counters_.Drop(DropReason::kNodeBandwidth);
     return;
   }
@@ -370,6 +373,7 @@ void Engine::RelayToPeer(Allocation& alloc, const SocketAddress& peer,
     return;
   }
   if (!ChargeNode(node_to_peer_, payload.size())) {
+    alloc.to_peer_bucket.tokens += config_->max_bps != 0 ? payload.size() : 0;  // not sent
     counters_.Drop(DropReason::kNodeBandwidth);
     return;
   }
@@ -1093,11 +1097,19 @@ void Engine::Tick() {
 }
 
 void Engine::OnStreamClosed(const FiveTuple& tuple) {
+  if (tuple.protocol != IPPROTO_TCP) {
+    return;  // only a stream has a connection to close
+  }
   auto it = by_tuple_.find(tuple);
   if (it == by_tuple_.end()) {
     return;
   }
   Allocation& alloc = slots_[it->second];
+  if (alloc.expires_s <= now_s_) {
+    ++counters_.allocations_expired;
+    Release(&alloc, AllocationEnd::kExpired);
+    return;
+  }
   ++counters_.allocations_deleted;
   SPDLOG_DEBUG("allocation of {} ended with its connection", alloc.tuple.client.ToString());
   Release(&alloc, AllocationEnd::kClientClosed);

@@ -36,7 +36,7 @@ NodeState::NodeState(const ServerConfig& config)
       max_allocations_(config.max_allocations),
       rng_(SeedFromRandomDevice()),
       stream_max_(config.stream_max_connections),
-      stream_max_per_ip_(config.stream_max_per_ip) {
+      stream_max_per_ip_(std::max<uint32_t>(1, config.stream_max_per_ip)) {
   if (RAND_bytes(nonce_secret_.data(), static_cast<int>(nonce_secret_.size())) != 1) {
     std::random_device rd;
     for (uint8_t& b : nonce_secret_) {

@@ -70,6 +70,7 @@ class EngineTest : public ::testing::Test {
     node_ = std::make_unique<NodeState>(config_);
     EngineOptions options;
     options.max_allocations = 64;
+    options.worker_count = worker_count_;
     engine_ = std::make_unique<Engine>(config_, options, node_.get(), &relays_);
     engine_->SetNow(now_ns_);
   }
@@ -107,9 +108,19 @@ class EngineTest : public ::testing::Test {
     return out;
   }
 
+  // Over TCP/TLS the "listener" is the backend's connection id (kStream here): responses and
+  // relayed data go back on it.
+  static SocketId ListenerFor(ClientTransport transport) {
+    return transport == ClientTransport::kUdp ? kListener : kStream;
+  }
+  FiveTuple TupleFor(const SocketAddress& client, ClientTransport transport) const {
+    return {client, kServer,
+            transport == ClientTransport::kUdp ? uint8_t{IPPROTO_UDP} : uint8_t{IPPROTO_TCP}};
+  }
   std::vector<Sent> FromClient(std::span<const uint8_t> bytes,
-                               const SocketAddress& client = Addr("203.0.113.5:40000")) {
-    engine_->OnClientPacket(kListener, kServer, client, bytes, tx_);
+                               const SocketAddress& client = Addr("203.0.113.5:40000"),
+                               ClientTransport transport = ClientTransport::kUdp) {
+    engine_->OnClientPacket(ListenerFor(transport), kServer, client, bytes, tx_, transport);
     return Drain();
   }
   std::vector<Sent> FromPeer(uint32_t tag, const SocketAddress& peer,
@@ -156,8 +167,10 @@ class EngineTest : public ::testing::Test {
   static void UdpTransport(MessageBuilder& b) { b.AddU32(attr::kRequestedTransport, 17u << 24); }
 
   // Gets a nonce with an unauthenticated Allocate.
-  std::string Nonce(const SocketAddress& client = Addr("203.0.113.5:40000")) {
-    auto sent = FromClient(Request(Method::kAllocate, UdpTransport, "", "", {}), client);
+  std::string Nonce(const SocketAddress& client = Addr("203.0.113.5:40000"),
+                    ClientTransport transport = ClientTransport::kUdp) {
+    auto sent =
+        FromClient(Request(Method::kAllocate, UdpTransport, "", "", {}), client, transport);
     EXPECT_EQ(sent.size(), 1u);
     auto msg = MessageView::Parse(sent[0].bytes, nullptr);
     EXPECT_TRUE(msg.has_value());
@@ -172,13 +185,14 @@ class EngineTest : public ::testing::Test {
     std::array<uint8_t, 16> key;
     std::string nonce;
   };
-  Allocated Allocate(const SocketAddress& client = Addr("203.0.113.5:40000")) {
+  Allocated Allocate(const SocketAddress& client = Addr("203.0.113.5:40000"),
+                     ClientTransport transport = ClientTransport::kUdp) {
     Allocated a;
     a.username = Username();
     a.key = KeyFor(a.username);
-    a.nonce = Nonce(client);
-    auto sent =
-        FromClient(Request(Method::kAllocate, UdpTransport, a.username, a.nonce, a.key), client);
+    a.nonce = Nonce(client, transport);
+    auto sent = FromClient(Request(Method::kAllocate, UdpTransport, a.username, a.nonce, a.key),
+                           client, transport);
     EXPECT_EQ(sent.size(), 1u);
     auto msg = MessageView::Parse(sent[0].bytes, nullptr);
     EXPECT_TRUE(msg.has_value());
@@ -196,8 +210,9 @@ class EngineTest : public ::testing::Test {
   // Sends an authenticated request on an allocation and returns the parsed single reply.
   template <typename Fill>
   std::pair<std::vector<uint8_t>, int> Call(const Allocated& a, Method method, Fill fill,
-                                             const SocketAddress& client = Addr("203.0.113.5:40000")) {
-    auto sent = FromClient(Request(method, fill, a.username, a.nonce, a.key), client);
+                                             const SocketAddress& client = Addr("203.0.113.5:40000"),
+                                             ClientTransport transport = ClientTransport::kUdp) {
+    auto sent = FromClient(Request(method, fill, a.username, a.nonce, a.key), client, transport);
     EXPECT_EQ(sent.size(), 1u);
     if (sent.empty()) {
       return {{}, -1};
@@ -211,6 +226,7 @@ class EngineTest : public ::testing::Test {
   }
 
   static constexpr SocketId kListener = 7;
+  static constexpr SocketId kStream = 42;  // a TCP/TLS connection's id in the backend
   const SocketAddress kServer = Addr("192.0.2.10:3478");
   ServerConfig config_ = DefaultConfig();
   RecordingRelays relays_;
@@ -218,6 +234,7 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Engine> engine_;
   TxBatch tx_;
   uint64_t now_ns_ = 1'000'000'000'000ull;
+  uint32_t worker_count_ = 1;  // EngineOptions::worker_count for Build()
   std::mt19937 rng_{42};
   stun::TransactionId last_tid_{};
 };
@@ -1219,6 +1236,668 @@ TEST_F(EngineTest, EventSinkSeesEveryAllocationStartAndEndWithItsReason) {
   EXPECT_EQ(sink.deleted[2].reason, AllocationEnd::kShutdown);
   EXPECT_EQ(AllocationEndName(AllocationEnd::kExpired), "expired");
   (void)b;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Stream clients (TURN over TCP and TLS), RFC 6062 refusal, bps-capacity, node-wide
+// max-allocations and connection caps.
+
+// ChannelData for `channel` carrying `payload` as a client sends it (no stream padding: the
+// backend's framer hands over whole messages without it).
+std::vector<uint8_t> ChannelData(uint16_t channel, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> cd(4 + payload.size());
+  cd[0] = static_cast<uint8_t>(channel >> 8);
+  cd[1] = static_cast<uint8_t>(channel);
+  cd[2] = static_cast<uint8_t>(payload.size() >> 8);
+  cd[3] = static_cast<uint8_t>(payload.size());
+  std::copy(payload.begin(), payload.end(), cd.begin() + 4);
+  return cd;
+}
+
+std::vector<uint8_t> Payload(size_t n, uint8_t seed) {
+  std::vector<uint8_t> p(n);
+  for (size_t i = 0; i < n; ++i) {
+    p[i] = static_cast<uint8_t>(seed + i * 7 + 1);  // no zero bytes, so padding is visible
+  }
+  return p;
+}
+
+TEST_F(EngineTest, StreamClientsAllocateAndGetChannelDataPaddedToFourBytes) {
+  const SocketAddress peer_ch = Addr("198.51.99.20:6000");   // reached through a channel
+  const SocketAddress peer_ind = Addr("198.51.99.21:6000");  // reached through indications
+  struct Client {
+    ClientTransport transport;
+    SocketAddress address;
+  };
+  const Client clients[] = {{ClientTransport::kTcp, Addr("203.0.113.5:40001")},
+                            {ClientTransport::kTls, Addr("203.0.113.5:40002")},
+                            {ClientTransport::kUdp, Addr("203.0.113.5:40003")}};
+  for (const Client& c : clients) {
+    SCOPED_TRACE(ClientTransportName(c.transport));
+    const SocketId listener = ListenerFor(c.transport);
+    Allocated a = Allocate(c.address, c.transport);
+    ASSERT_TRUE(engine_->HasAllocation(TupleFor(c.address, c.transport)));
+    auto [r1, c1] = Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+      b.AddXorAddress(attr::kXorPeerAddress, peer_ind);
+    }, c.address, c.transport);
+    ASSERT_EQ(c1, 0);
+    EXPECT_TRUE(MessageView::Parse(r1, nullptr)->CheckMessageIntegrity(a.key));
+    auto [r2, c2] = Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+      b.AddU32(attr::kChannelNumber, 0x4005u << 16);
+      b.AddXorAddress(attr::kXorPeerAddress, peer_ch);
+    }, c.address, c.transport);
+    ASSERT_EQ(c2, 0);
+
+    // Client -> peer over the channel: the payload alone leaves the relay socket.
+    std::vector<uint8_t> up = Payload(5, 0x30);
+    auto sent = FromClient(ChannelData(0x4005, up), c.address, c.transport);
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].dst, peer_ch);
+    EXPECT_EQ(relays_.open.at(sent[0].socket).address, a.relay);
+    EXPECT_EQ(sent[0].bytes, up);
+
+    for (size_t n = 1; n <= 8; ++n) {
+      SCOPED_TRACE(n);
+      const std::vector<uint8_t> payload = Payload(n, static_cast<uint8_t>(n));
+      // Peer -> client through the channel.
+      engine_->OnPeerPacket(a.tag, peer_ch, payload, tx_);
+      ASSERT_EQ(tx_.size(), 1u);
+      const size_t want_pad = c.transport == ClientTransport::kUdp ? 0 : (4 - n % 4) % 4;
+      EXPECT_EQ(tx_[0].tail_pad, want_pad);
+      EXPECT_EQ(tx_[0].head_len, 4u);
+      EXPECT_EQ(tx_[0].body_len, n);
+      EXPECT_EQ(tx_[0].body, payload.data());  // still zero-copy
+      EXPECT_EQ(tx_[0].size(), 4 + n + want_pad);
+      if (c.transport != ClientTransport::kUdp) {
+        EXPECT_EQ(tx_[0].size() % 4, 0u);
+      }
+      sent = Drain();
+      EXPECT_EQ(sent[0].socket, listener);
+      EXPECT_EQ(sent[0].dst, c.address);
+      auto view = stun::ParseChannelData(sent[0].bytes);
+      ASSERT_TRUE(view.has_value());
+      EXPECT_EQ(view->channel, 0x4005);
+      // The length field counts the payload only, never the padding.
+      EXPECT_EQ((size_t{sent[0].bytes[2]} << 8) | sent[0].bytes[3], n);
+      EXPECT_EQ(std::vector<uint8_t>(view->payload.begin(), view->payload.end()), payload);
+      for (size_t i = 4 + n; i < sent[0].bytes.size(); ++i) {
+        EXPECT_EQ(sent[0].bytes[i], 0) << "padding byte " << i;
+      }
+
+      // Peer -> client without a channel: a Data indication, padded whatever the transport.
+      sent = FromPeer(a.tag, peer_ind, payload);
+      ASSERT_EQ(sent.size(), 1u);
+      EXPECT_EQ(sent[0].socket, listener);
+      EXPECT_EQ(sent[0].dst, c.address);
+      auto msg = MessageView::Parse(sent[0].bytes, nullptr);
+      ASSERT_TRUE(msg.has_value());
+      EXPECT_EQ(msg->method(), Method::kData);
+      EXPECT_EQ(msg->message_class(), MessageClass::kIndication);
+      EXPECT_EQ(msg->FindXorAddress(attr::kXorPeerAddress), peer_ind);
+      auto data = msg->FindValue(attr::kData);
+      ASSERT_TRUE(data.has_value());
+      EXPECT_EQ(std::vector<uint8_t>(data->begin(), data->end()), payload);
+      EXPECT_EQ(sent[0].bytes.size() % 4, 0u);
+    }
+  }
+  // The sweep's gauges split allocations by client transport.
+  Advance(1);
+  engine_->Tick();
+  for (size_t t = 0; t < 3; ++t) {
+    EXPECT_EQ(engine_->counters().allocations[t][0], 1u) << t;
+    EXPECT_EQ(engine_->counters().allocations[t][1], 0u) << t;
+  }
+  EXPECT_EQ(ClientTransportName(ClientTransport::kUdp), "udp");
+  EXPECT_EQ(ClientTransportName(ClientTransport::kTcp), "tcp");
+  EXPECT_EQ(ClientTransportName(ClientTransport::kTls), "tls");
+}
+
+TEST_F(EngineTest, SameClientAddressOverUdpAndTcpIsTwoAllocations) {
+  RecordingSink sink;
+  engine_->SetEventSink(&sink);
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  Allocated udp = Allocate(client, ClientTransport::kUdp);
+  Allocated tcp = Allocate(client, ClientTransport::kTcp);  // not 437: another 5-tuple
+  EXPECT_NE(udp.relay, tcp.relay);
+  EXPECT_NE(udp.tag, tcp.tag);
+  EXPECT_EQ(relays_.open.size(), 2u);
+  EXPECT_EQ(engine_->allocation_count(), 2u);
+  EXPECT_EQ(node_->total_allocations(), 2u);
+  ASSERT_EQ(sink.created.size(), 2u);
+  EXPECT_EQ(sink.created[0].transport, ClientTransport::kUdp);
+  EXPECT_EQ(sink.created[0].tuple, TupleFor(client, ClientTransport::kUdp));
+  EXPECT_EQ(sink.created[1].transport, ClientTransport::kTcp);
+  EXPECT_EQ(sink.created[1].tuple, TupleFor(client, ClientTransport::kTcp));
+  EXPECT_EQ(sink.created[1].tuple.protocol, IPPROTO_TCP);
+  EXPECT_TRUE(engine_->HasAllocation(TupleFor(client, ClientTransport::kUdp)));
+  EXPECT_TRUE(engine_->HasAllocation(TupleFor(client, ClientTransport::kTcp)));
+
+  // The same channel number on both, to different peers: each transport reaches its own.
+  const SocketAddress peer_u = Addr("198.51.99.30:1000"), peer_t = Addr("198.51.99.31:1000");
+  ASSERT_EQ(Call(udp, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer_u);
+            }, client, ClientTransport::kUdp).second, 0);
+  ASSERT_EQ(Call(tcp, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer_t);
+            }, client, ClientTransport::kTcp).second, 0);
+  std::vector<uint8_t> p = Payload(3, 9);
+  auto sent = FromClient(ChannelData(0x4001, p), client, ClientTransport::kUdp);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].dst, peer_u);
+  EXPECT_EQ(relays_.open.at(sent[0].socket).address, udp.relay);
+  sent = FromClient(ChannelData(0x4001, p), client, ClientTransport::kTcp);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].dst, peer_t);
+  EXPECT_EQ(relays_.open.at(sent[0].socket).address, tcp.relay);
+  sent = FromPeer(udp.tag, peer_u, p);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].socket, kListener);
+  EXPECT_EQ(sent[0].bytes.size(), 4u + 3u);  // UDP: unpadded
+  sent = FromPeer(tcp.tag, peer_t, p);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].socket, kStream);
+  EXPECT_EQ(sent[0].bytes.size(), 8u);  // TCP: padded
+  // A peer permitted on one allocation is not permitted on the other.
+  EXPECT_TRUE(FromPeer(udp.tag, peer_t, p).empty());
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNoPermission), 1u);
+
+  // The control plane sees both, with their transports.
+  std::vector<AllocationInfo> list;
+  engine_->ListAllocations(&list);
+  ASSERT_EQ(list.size(), 2u);
+  int udp_seen = 0, tcp_seen = 0;
+  for (const AllocationInfo& info : list) {
+    EXPECT_EQ(info.tuple.client, client);
+    if (info.transport == ClientTransport::kUdp) {
+      ++udp_seen;
+      EXPECT_EQ(info.relay, udp.relay);
+    } else if (info.transport == ClientTransport::kTcp) {
+      ++tcp_seen;
+      EXPECT_EQ(info.relay, tcp.relay);
+    }
+  }
+  EXPECT_EQ(udp_seen, 1);
+  EXPECT_EQ(tcp_seen, 1);
+
+  // Deleting the TCP one leaves the UDP one alone.
+  ASSERT_EQ(Call(tcp, Method::kRefresh, [](MessageBuilder& b) { b.AddU32(attr::kLifetime, 0); },
+                 client, ClientTransport::kTcp).second, 0);
+  EXPECT_FALSE(engine_->HasAllocation(TupleFor(client, ClientTransport::kTcp)));
+  EXPECT_TRUE(engine_->HasAllocation(TupleFor(client, ClientTransport::kUdp)));
+  EXPECT_EQ(relays_.open.size(), 1u);
+  EXPECT_EQ(Call(udp, Method::kRefresh, [](MessageBuilder&) {}, client).second, 0);
+  EXPECT_EQ(Call(tcp, Method::kRefresh, [](MessageBuilder&) {}, client, ClientTransport::kTcp)
+                .second,
+            437);
+}
+
+TEST_F(EngineTest, StreamCloseEndsTheAllocation) {
+  RecordingSink sink;
+  engine_->SetEventSink(&sink);
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const FiveTuple tuple = TupleFor(client, ClientTransport::kTcp);
+  const size_t free_before = node_->FreePorts(*IpAddress::Parse("192.0.2.10"));
+  Allocated a = Allocate(client, ClientTransport::kTcp);
+  const SocketAddress peer = Addr("198.51.99.40:5000");
+  ASSERT_EQ(Call(a, Method::kCreatePermission, [&](MessageBuilder& b) {
+              b.AddXorAddress(attr::kXorPeerAddress, peer);
+            }, client, ClientTransport::kTcp).second, 0);
+  ASSERT_EQ(relays_.open.size(), 1u);
+  EXPECT_EQ(node_->FreePorts(a.relay.ip), free_before - 1);
+  EXPECT_EQ(node_->total_allocations(), 1u);
+  ASSERT_TRUE(engine_->HasAllocation(tuple));
+
+  engine_->OnStreamClosed(tuple);
+  EXPECT_TRUE(relays_.open.empty());                        // relay socket closed
+  EXPECT_EQ(node_->FreePorts(a.relay.ip), free_before);     // port returned
+  EXPECT_EQ(node_->total_allocations(), 0u);                // quota released
+  EXPECT_EQ(engine_->allocation_count(), 0u);
+  EXPECT_FALSE(engine_->HasAllocation(tuple));
+  EXPECT_EQ(engine_->counters().allocations_deleted, 1u);
+  ASSERT_EQ(sink.created.size(), 1u);
+  ASSERT_EQ(sink.deleted.size(), 1u);
+  EXPECT_EQ(sink.deleted[0].id, sink.created[0].id);
+  EXPECT_EQ(sink.deleted[0].username, a.username);
+  EXPECT_EQ(sink.deleted[0].reason, AllocationEnd::kClientClosed);
+  EXPECT_EQ(AllocationEndName(AllocationEnd::kClientClosed), "closed");
+  // The relay is gone for peers too.
+  EXPECT_TRUE(FromPeer(a.tag, peer, Payload(4, 1)).empty());
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNoAllocation), 1u);
+
+  // A second close of the same connection is a no-op.
+  engine_->OnStreamClosed(tuple);
+  EXPECT_EQ(sink.deleted.size(), 1u);
+  EXPECT_EQ(engine_->counters().allocations_deleted, 1u);
+  EXPECT_EQ(node_->total_allocations(), 0u);
+
+  // The user's quota is really free again: with user-quota 1 a new connection may allocate.
+  config_.user_quota = 1;
+  Build();
+  engine_->SetEventSink(&sink);
+  std::string user = Username();
+  auto key = KeyFor(user);
+  const SocketAddress c1 = Addr("203.0.113.5:41000"), c2 = Addr("203.0.113.5:41001");
+  auto ok = [](const std::vector<Sent>& s) {
+    return s.size() == 1 && MessageView::Parse(s[0].bytes, nullptr)->message_class() ==
+                                MessageClass::kSuccessResponse;
+  };
+  EXPECT_TRUE(ok(FromClient(Request(Method::kAllocate, UdpTransport, user,
+                                    Nonce(c1, ClientTransport::kTcp), key),
+                            c1, ClientTransport::kTcp)));
+  engine_->OnStreamClosed(TupleFor(c1, ClientTransport::kTcp));
+  EXPECT_TRUE(ok(FromClient(Request(Method::kAllocate, UdpTransport, user,
+                                    Nonce(c2, ClientTransport::kTcp), key),
+                            c2, ClientTransport::kTcp)));
+}
+
+TEST_F(EngineTest, StreamCloseOfAnUnknownTupleDoesNothing) {
+  RecordingSink sink;
+  engine_->SetEventSink(&sink);
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  Allocated tcp = Allocate(client, ClientTransport::kTcp);
+  // Another client port, another client IP, another server address: none of them is ours.
+  engine_->OnStreamClosed(TupleFor(Addr("203.0.113.5:40001"), ClientTransport::kTcp));
+  engine_->OnStreamClosed(TupleFor(Addr("203.0.113.6:40000"), ClientTransport::kTcp));
+  engine_->OnStreamClosed(FiveTuple{client, Addr("192.0.2.10:443"), IPPROTO_TCP});
+  engine_->OnStreamClosed(FiveTuple{});
+  EXPECT_TRUE(sink.deleted.empty());
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  EXPECT_EQ(relays_.open.size(), 1u);
+  EXPECT_EQ(node_->total_allocations(), 1u);
+  EXPECT_TRUE(engine_->HasAllocation(TupleFor(client, ClientTransport::kTcp)));
+  EXPECT_EQ(engine_->counters().allocations_deleted, 0u);
+  (void)tcp;
+}
+
+// A UDP allocation has no connection; a close for a UDP 5-tuple (which no backend should
+// report) must not end it.
+TEST_F(EngineTest, StreamCloseForAUdpTupleLeavesTheUdpAllocation) {
+  RecordingSink sink;
+  engine_->SetEventSink(&sink);
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  Allocated udp = Allocate(client, ClientTransport::kUdp);
+  engine_->OnStreamClosed(TupleFor(client, ClientTransport::kUdp));
+  EXPECT_TRUE(sink.deleted.empty());
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  EXPECT_EQ(relays_.open.size(), 1u);
+  EXPECT_TRUE(engine_->HasAllocation(TupleFor(client, ClientTransport::kUdp)));
+  (void)udp;
+}
+
+TEST_F(EngineTest, HasAllocationFollowsTheLifetime) {
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const FiveTuple tcp = TupleFor(client, ClientTransport::kTcp);
+  const FiveTuple udp = TupleFor(client, ClientTransport::kUdp);
+  EXPECT_FALSE(engine_->HasAllocation(tcp));
+  Allocated a = Allocate(client, ClientTransport::kTcp);
+  EXPECT_TRUE(engine_->HasAllocation(tcp));
+  EXPECT_FALSE(engine_->HasAllocation(udp));  // same address, other protocol
+  EXPECT_FALSE(engine_->HasAllocation(TupleFor(Addr("203.0.113.5:40001"),
+                                               ClientTransport::kTcp)));
+  Advance(config_.default_allocate_lifetime - 1);
+  EXPECT_TRUE(engine_->HasAllocation(tcp));
+  Advance(1);  // expired, not swept yet
+  EXPECT_FALSE(engine_->HasAllocation(tcp));
+  EXPECT_EQ(relays_.open.size(), 1u);  // HasAllocation is a query: it releases nothing
+  engine_->Tick();
+  EXPECT_FALSE(engine_->HasAllocation(tcp));
+  EXPECT_TRUE(relays_.open.empty());
+  EXPECT_EQ(engine_->counters().allocations_expired, 1u);
+
+  // And false after a zero-lifetime Refresh.
+  Allocated b = Allocate(client, ClientTransport::kTcp);
+  ASSERT_TRUE(engine_->HasAllocation(tcp));
+  ASSERT_EQ(Call(b, Method::kRefresh, [](MessageBuilder& m) { m.AddU32(attr::kLifetime, 0); },
+                 client, ClientTransport::kTcp).second, 0);
+  EXPECT_FALSE(engine_->HasAllocation(tcp));
+  (void)a;
+}
+
+TEST_F(EngineTest, ConnectAndConnectionBindAre403UnknownMethodIs400) {
+  struct Case {
+    uint16_t method;
+    int code;
+  };
+  const Case cases[] = {{0x00A, 403}, {0x00B, 403}, {0x0FF, 400}, {0x00C, 400}};
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  Allocated a = Allocate(client, ClientTransport::kTcp);  // an allocation changes nothing
+  std::string user = Username();
+  for (ClientTransport transport : {ClientTransport::kUdp, ClientTransport::kTcp}) {
+    for (const Case& c : cases) {
+      for (bool with_credentials : {false, true}) {
+        SCOPED_TRACE(testing::Message() << ClientTransportName(transport) << " method 0x"
+                                        << std::hex << c.method << " credentials "
+                                        << with_credentials);
+        auto fill = [](MessageBuilder& b) {
+          b.AddXorAddress(attr::kXorPeerAddress, Addr("198.51.99.50:80"));
+        };
+        auto request = with_credentials
+                           ? Request(static_cast<Method>(c.method), fill, a.username, a.nonce,
+                                     a.key)
+                           : Request(static_cast<Method>(c.method), fill, "", "", {});
+        auto sent = FromClient(request, client, transport);
+        ASSERT_EQ(sent.size(), 1u);
+        EXPECT_EQ(sent[0].socket, ListenerFor(transport));
+        auto msg = MessageView::Parse(sent[0].bytes, nullptr);
+        ASSERT_TRUE(msg.has_value());
+        EXPECT_EQ(msg->message_class(), MessageClass::kErrorResponse);
+        EXPECT_EQ(static_cast<uint16_t>(msg->method()), c.method);
+        EXPECT_EQ(std::memcmp(msg->transaction_id(), last_tid_.data(), 12), 0);
+        EXPECT_EQ(msg->FindErrorCode(), c.code);
+        EXPECT_TRUE(msg->HasFingerprint());
+      }
+    }
+  }
+  EXPECT_EQ(relays_.open.size(), 1u);  // nothing opened for TCP relaying
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  (void)user;
+}
+
+TEST_F(EngineTest, BpsCapacityDropsExcessInBothDirections) {
+  config_.bps_capacity = 1000;
+  Build();  // worker_count 1: this worker's share is all 1000 bytes per second
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const SocketAddress peer = Addr("198.51.99.60:7000");
+  Allocated a = Allocate(client);
+  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer);
+            }).second, 0);
+  const std::vector<uint8_t> payload(600, 0x5A);
+  const std::vector<uint8_t> cd = ChannelData(0x4001, payload);
+  auto burst = [&](size_t* to_peer, size_t* to_client) {
+    *to_peer = *to_client = 0;
+    for (int i = 0; i < 3; ++i) {
+      *to_peer += FromClient(cd, client).size();
+    }
+    for (int i = 0; i < 3; ++i) {
+      *to_client += FromPeer(a.tag, peer, payload).size();
+    }
+  };
+  size_t up = 0, down = 0;
+  burst(&up, &down);
+  EXPECT_EQ(up, 1u);    // 600 of 1000; the next 600 would exceed it
+  EXPECT_EQ(down, 1u);  // the other direction has its own budget
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 4u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kBandwidth), 0u);  // max-bps is off
+  EXPECT_EQ(engine_->counters().to_peer_packets, 1u);
+  EXPECT_EQ(engine_->counters().to_client_packets, 1u);
+
+  Advance(1);  // a second later: a second's worth again
+  burst(&up, &down);
+  EXPECT_EQ(up, 1u);
+  EXPECT_EQ(down, 1u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 8u);
+
+  Advance(10);  // idle time does not bank more than one second
+  burst(&up, &down);
+  EXPECT_EQ(up, 1u);
+  EXPECT_EQ(down, 1u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 12u);
+
+  // Send indications are charged to the same budget as ChannelData.
+  Advance(1);
+  auto send = [&] {
+    std::vector<uint8_t> buf(1024);
+    stun::TransactionId tid{};
+    MessageBuilder b(buf, Method::kSend, MessageClass::kIndication, tid.data());
+    b.AddXorAddress(attr::kXorPeerAddress, peer);
+    b.AddAttribute(attr::kData, payload);
+    buf.resize(b.size());
+    return FromClient(buf, client).size();
+  };
+  EXPECT_EQ(send(), 1u);
+  EXPECT_EQ(send(), 0u);
+  EXPECT_EQ(FromClient(cd, client).size(), 0u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 14u);
+}
+
+TEST_F(EngineTest, BpsCapacityIsSplitAcrossWorkers) {
+  config_.bps_capacity = 1000;
+  worker_count_ = 2;
+  Build();  // this worker's share: 500 bytes per second
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const SocketAddress peer = Addr("198.51.99.61:7000");
+  Allocated a = Allocate(client, ClientTransport::kTcp);
+  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer);
+            }, client, ClientTransport::kTcp).second, 0);
+  // 600 bytes never fit in a 500-byte share, however long we wait.
+  const std::vector<uint8_t> big(600, 1);
+  EXPECT_TRUE(FromClient(ChannelData(0x4001, big), client, ClientTransport::kTcp).empty());
+  EXPECT_TRUE(FromPeer(a.tag, peer, big).empty());
+  Advance(5);
+  EXPECT_TRUE(FromClient(ChannelData(0x4001, big), client, ClientTransport::kTcp).empty());
+  EXPECT_TRUE(FromPeer(a.tag, peer, big).empty());
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 4u);
+  // 400 bytes: one per second in each direction (400 of 500, then 100 left).
+  const std::vector<uint8_t> mid(400, 2);
+  for (int second = 0; second < 2; ++second) {
+    SCOPED_TRACE(second);
+    Advance(1);
+    EXPECT_EQ(FromClient(ChannelData(0x4001, mid), client, ClientTransport::kTcp).size(), 1u);
+    EXPECT_TRUE(FromClient(ChannelData(0x4001, mid), client, ClientTransport::kTcp).empty());
+    EXPECT_EQ(FromPeer(a.tag, peer, mid).size(), 1u);
+    EXPECT_TRUE(FromPeer(a.tag, peer, mid).empty());
+    // The 100 bytes left still pass.
+    const std::vector<uint8_t> small(100, 3);
+    EXPECT_EQ(FromClient(ChannelData(0x4001, small), client, ClientTransport::kTcp).size(), 1u);
+    EXPECT_EQ(FromPeer(a.tag, peer, small).size(), 1u);
+    EXPECT_TRUE(FromPeer(a.tag, peer, std::vector<uint8_t>(1, 4)).empty());
+  }
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 4u + 2 * 3);
+  // Half a second refills half the share.
+  now_ns_ += 500'000'000;
+  engine_->SetNow(now_ns_);
+  EXPECT_EQ(FromPeer(a.tag, peer, std::vector<uint8_t>(250, 5)).size(), 1u);
+  EXPECT_TRUE(FromPeer(a.tag, peer, std::vector<uint8_t>(1, 5)).empty());
+}
+
+TEST_F(EngineTest, MaxAllocationsIsEnforcedAcrossWorkers) {
+  config_.max_allocations = 2;
+  Build();
+  // A second worker on the same node: its own table (64 slots), the node's shared limits.
+  EngineOptions options;
+  options.worker_index = 1;
+  options.max_allocations = 64;
+  auto other = std::make_unique<Engine>(config_, options, node_.get(), &relays_);
+  other->SetNow(now_ns_);
+  auto on_other = [&](auto&& fn) {
+    std::swap(engine_, other);
+    fn();
+    std::swap(engine_, other);
+  };
+  auto try_allocate = [&](const SocketAddress& client) {
+    std::string user = Username();
+    auto sent = FromClient(Request(Method::kAllocate, UdpTransport, user, Nonce(client),
+                                   KeyFor(user)), client);
+    EXPECT_EQ(sent.size(), 1u);
+    auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+    return msg->message_class() == MessageClass::kSuccessResponse
+               ? 0
+               : msg->FindErrorCode().value_or(-1);
+  };
+  const SocketAddress c1 = Addr("203.0.113.5:1"), c2 = Addr("203.0.113.5:2"),
+                      c3 = Addr("203.0.113.5:3"), c4 = Addr("203.0.113.5:4");
+  Allocated a1 = Allocate(c1);
+  Allocated a2;
+  on_other([&] { a2 = Allocate(c2); });
+  EXPECT_EQ(node_->total_allocations(), 2u);
+  EXPECT_EQ(engine_->allocation_count(), 1u);
+  EXPECT_EQ(other->allocation_count(), 1u);
+  // The node is full: neither worker may allocate, though both have free slots.
+  EXPECT_EQ(try_allocate(c3), 508);
+  int code = 0;
+  on_other([&] { code = try_allocate(c4); });
+  EXPECT_EQ(code, 508);
+  EXPECT_EQ(node_->total_allocations(), 2u);
+  EXPECT_EQ(relays_.open.size(), 2u);  // no relay opened for the refused ones
+  EXPECT_EQ(engine_->counters().allocate_results[size_t(AllocateResult::kNoPorts)], 1u);
+  // One ends on the other worker: this worker may allocate again, once.
+  on_other([&] {
+    EXPECT_EQ(Call(a2, Method::kRefresh, [](MessageBuilder& b) { b.AddU32(attr::kLifetime, 0); },
+                   c2).second, 0);
+  });
+  EXPECT_EQ(node_->total_allocations(), 1u);
+  EXPECT_EQ(try_allocate(c3), 0);
+  EXPECT_EQ(node_->total_allocations(), 2u);
+  EXPECT_EQ(try_allocate(c4), 508);
+  (void)a1;
+  other.reset();  // before the fixture's NodeState goes
+}
+
+TEST_F(EngineTest, UnauthenticatedSizeBudgetAppliesToUdpOnly) {
+  for (bool with_transport : {false, true}) {
+    SCOPED_TRACE(with_transport ? "28-byte Allocate" : "20-byte Allocate");
+    auto bare = with_transport
+                    ? Request(Method::kAllocate, UdpTransport, "", "", {}, /*fingerprint=*/false)
+                    : Request(Method::kAllocate, [](MessageBuilder&) {}, "", "", {}, false);
+    ASSERT_EQ(bare.size(), with_transport ? 28u : 20u);
+
+    // UDP: the short challenge, within twice the request on the wire.
+    const SocketAddress udp_client = Addr("203.0.113.5:40000");
+    auto sent = FromClient(bare, udp_client, ClientTransport::kUdp);
+    ASSERT_EQ(sent.size(), 1u);
+    auto msg = MessageView::Parse(sent[0].bytes, nullptr);
+    ASSERT_TRUE(msg.has_value());
+    EXPECT_EQ(msg->FindErrorCode(), 401);
+    EXPECT_EQ(msg->FindString(attr::kRealm), kRealm);
+    EXPECT_FALSE(msg->Has(attr::kPasswordAlgorithms));
+    ASSERT_TRUE(msg->FindString(attr::kNonce).has_value());
+    EXPECT_FALSE(msg->FindString(attr::kNonce)->starts_with("obMatJos2"));
+    EXPECT_LE(sent[0].bytes.size() + 28, 2 * (bare.size() + 28));
+
+    // TCP: no reflection over a handshaken stream, so the full challenge.
+    const SocketAddress tcp_client = Addr("203.0.113.6:40000");
+    sent = FromClient(bare, tcp_client, ClientTransport::kTcp);
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(sent[0].socket, kStream);
+    msg = MessageView::Parse(sent[0].bytes, nullptr);
+    ASSERT_TRUE(msg.has_value());
+    EXPECT_EQ(msg->FindErrorCode(), 401);
+    EXPECT_EQ(msg->FindString(attr::kRealm), kRealm);
+    EXPECT_TRUE(msg->Has(attr::kPasswordAlgorithms));
+    auto nonce = msg->FindString(attr::kNonce);
+    ASSERT_TRUE(nonce.has_value());
+    EXPECT_TRUE(nonce->starts_with("obMatJos2"));
+    EXPECT_GT(sent[0].bytes.size() + 28, 2 * (bare.size() + 28));  // over the UDP budget
+    // ... and the full nonce authenticates an Allocate on that connection.
+    std::string user = Username();
+    sent = FromClient(Request(Method::kAllocate, UdpTransport, user, std::string(*nonce),
+                              KeyFor(user)),
+                      tcp_client, ClientTransport::kTcp);
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(MessageView::Parse(sent[0].bytes, nullptr)->message_class(),
+              MessageClass::kSuccessResponse);
+    engine_->OnStreamClosed(TupleFor(tcp_client, ClientTransport::kTcp));
+  }
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kAmplification), 0u);
+}
+
+TEST_F(EngineTest, ChallengeTooBigForUdpIsDroppedButAnsweredOverTcp) {
+  config_.software_attribute = true;
+  config_.realm = std::string(64, 'r');  // no short form fits twice a 20-byte request
+  Build();
+  auto bare = Request(Method::kAllocate, [](MessageBuilder&) {}, "", "", {}, false);
+  ASSERT_EQ(bare.size(), 20u);
+  EXPECT_TRUE(FromClient(bare, Addr("203.0.113.5:40000"), ClientTransport::kUdp).empty());
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kAmplification), 1u);
+  for (ClientTransport t : {ClientTransport::kTcp, ClientTransport::kTls}) {
+    auto sent = FromClient(bare, Addr("203.0.113.5:40000"), t);
+    ASSERT_EQ(sent.size(), 1u) << ClientTransportName(t);
+    auto msg = MessageView::Parse(sent[0].bytes, nullptr);
+    ASSERT_TRUE(msg.has_value());
+    EXPECT_EQ(msg->FindErrorCode(), 401);
+    EXPECT_EQ(msg->FindString(attr::kRealm), config_.realm);
+    EXPECT_TRUE(msg->Has(attr::kPasswordAlgorithms));
+    EXPECT_TRUE(msg->Has(attr::kSoftware));
+  }
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kAmplification), 1u);
+}
+
+TEST(NodeStateStreams, TotalAndPerIpCaps) {
+  ServerConfig config;
+  config.stream_max_connections = 3;
+  config.stream_max_per_ip = 2;
+  NodeState node(config);
+  const IpAddress a = *IpAddress::Parse("203.0.113.1");
+  const IpAddress b = *IpAddress::Parse("203.0.113.2");
+  const IpAddress c = *IpAddress::Parse("2001:db8::3");
+  const IpAddress d = *IpAddress::Parse("198.51.100.4");
+  EXPECT_EQ(node.stream_count(), 0u);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kPerIp);  // a has 2
+  EXPECT_EQ(node.stream_count(), 2u);
+  EXPECT_EQ(node.EnterStream(b), StreamVerdict::kOk);
+  EXPECT_EQ(node.stream_count(), 3u);
+  EXPECT_EQ(node.EnterStream(c), StreamVerdict::kTotal);  // node full
+  EXPECT_EQ(node.EnterStream(b), StreamVerdict::kTotal);  // the node cap is checked first
+  EXPECT_EQ(node.stream_count(), 3u);
+
+  // Leaving frees a place on the node and for that address.
+  node.LeaveStream(a);
+  EXPECT_EQ(node.stream_count(), 2u);
+  EXPECT_EQ(node.EnterStream(c), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kTotal);
+  node.LeaveStream(c);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kTotal);
+  EXPECT_EQ(node.stream_count(), 3u);
+
+  // Addresses that hold no connection: harmless.
+  node.LeaveStream(d);  // never seen
+  node.LeaveStream(c);  // was refused, then left already
+  EXPECT_EQ(node.stream_count(), 3u);
+  node.LeaveStream(b);
+  node.LeaveStream(b);  // one more than it had
+  EXPECT_EQ(node.stream_count(), 2u);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kPerIp);  // a still holds 2
+  node.LeaveStream(a);
+  node.LeaveStream(a);
+  node.LeaveStream(a);
+  EXPECT_EQ(node.stream_count(), 0u);  // no underflow
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(a), StreamVerdict::kPerIp);
+  EXPECT_EQ(node.EnterStream(d), StreamVerdict::kOk);
+  EXPECT_EQ(node.EnterStream(d), StreamVerdict::kTotal);
+}
+
+TEST(NodeStateStreams, PerIpCountIsExact) {
+  // Thousands of distinct sources, one connection each: none is refused for another's count
+  // (no hashed buckets), and each second connection is.
+  ServerConfig config;
+  config.stream_max_connections = 100000;
+  config.stream_max_per_ip = 1;
+  NodeState node(config);
+  std::vector<IpAddress> ips;
+  for (uint32_t i = 0; i < 5000; ++i) {
+    ips.push_back(*IpAddress::Parse("10." + std::to_string(i >> 16) + "." +
+                                    std::to_string((i >> 8) & 0xFF) + "." +
+                                    std::to_string(i & 0xFF)));
+    ips.push_back(*IpAddress::Parse("2001:db8::" + std::to_string(i)));
+  }
+  size_t ok = 0;
+  for (const IpAddress& ip : ips) {
+    ok += node.EnterStream(ip) == StreamVerdict::kOk ? 1 : 0;
+  }
+  EXPECT_EQ(ok, ips.size());
+  EXPECT_EQ(node.stream_count(), ips.size());
+  size_t per_ip = 0;
+  for (const IpAddress& ip : ips) {
+    per_ip += node.EnterStream(ip) == StreamVerdict::kPerIp ? 1 : 0;
+  }
+  EXPECT_EQ(per_ip, ips.size());
+  for (const IpAddress& ip : ips) {
+    node.LeaveStream(ip);
+  }
+  EXPECT_EQ(node.stream_count(), 0u);
+  EXPECT_EQ(node.EnterStream(ips[0]), StreamVerdict::kOk);
 }
 
 }  // namespace
