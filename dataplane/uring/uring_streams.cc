@@ -267,12 +267,13 @@ void UringWorker::StreamSend(const turn::TxDesc& d) {
     if (d.body_len > 0) c->pending.insert(c->pending.end(), d.body, d.body + d.body_len);
     c->pending.resize(c->pending.size() + d.tail_pad, 0);
   } else {
-    // One TLS record per message: assemble it first.
-    if (size > stream_scratch_.size()) {
+    // One TLS record per message: assemble it first, in a buffer of its own (stream_scratch_
+    // may hold plaintext the framer has not consumed yet: this runs inside FeedFramer).
+    if (size > stream_tx_scratch_.size()) {
       ++counters_.tx_too_big;
       return;
     }
-    uint8_t* out = stream_scratch_.data();
+    uint8_t* out = stream_tx_scratch_.data();
     std::memcpy(out, d.head, d.head_len);
     if (d.body_len > 0) std::memcpy(out + d.head_len, d.body, d.body_len);
     std::memset(out + d.head_len + d.body_len, 0, d.tail_pad);
@@ -360,11 +361,15 @@ void UringWorker::CloseConn(uint32_t index, CloseReason reason) {
   }
   SPDLOG_DEBUG("closing {} connection from {} ({})", c.tls ? "TLS" : "TCP", c.peer.ToString(),
                static_cast<int>(reason));
-  (void)reason;
   engine_->OnStreamClosed(FiveTuple{c.peer, c.local, IPPROTO_TCP});
   node_->LeaveStream(c.peer.ip);
   if (c.recv_armed) CancelNow(UserData(kConnRecv, c.gen, index));
   c.recv_armed = false;
+  if (reason == CloseReason::kTls && !c.send_inflight && !c.pending.empty()) {
+    // The TLS alert that says why (e.g. protocol_version): one best-effort, non-blocking send.
+    [[maybe_unused]] ssize_t n =
+        send(c.fd, c.pending.data(), c.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
   // shutdown() first: it wakes a send blocked on a full socket buffer, whose CQE frees the slot.
   shutdown(c.fd, SHUT_RDWR);
   close(c.fd);

@@ -191,6 +191,7 @@ void UringWorker::CreateEngine(const ServerConfig& config, const turn::EngineOpt
     for (uint32_t i = conns; i-- > 0;) free_conns_.push_back(i);
     // One assembled frame (TX slot size) or one TLS record of plaintext (16 KiB).
     stream_scratch_.resize(std::max<size_t>(limits_.tx_slot_size, 16384));
+    stream_tx_scratch_.resize(limits_.tx_slot_size);
   }
 }
 

@@ -201,7 +201,8 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   std::vector<uint32_t> kicks_running_;
   static constexpr uint32_t kNoConn = ~uint32_t{0};
   uint32_t busy_conn_ = kNoConn;         // connection inside TlsSession::Receive
-  std::vector<uint8_t> stream_scratch_;  // one frame being assembled, or TLS plaintext
+  std::vector<uint8_t> stream_scratch_;     // TLS plaintext being framed
+  std::vector<uint8_t> stream_tx_scratch_;  // one outgoing message assembled for SSL_write
   const TlsContext* tls_ = nullptr;
   turn::NodeState* node_ = nullptr;
   const ServerConfig* config_ = nullptr;
