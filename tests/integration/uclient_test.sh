@@ -13,7 +13,9 @@
 #   tls       the same over TLS (-t -S) on the TLS port (TP_TLS_PORT, throwaway test
 #             certificate from lib.sh). uclient does not verify the certificate (its -E is not
 #             enforced in coturn 4.6), so lib.sh's TLS probe (openssl s_client) checks it at
-#             start-up and at the end
+#             start-up and at the end. Against turnpiked the certificate files are then
+#             renewed in place and SIGHUP must make new sessions see the new one, and a
+#             second, short run must pass on it
 #   negative  bad ChannelBind channel numbers (-N) must get 400, fuzzed requests (-R) must not
 #             hurt the server, wrong-secret and expired credentials must not get an allocation;
 #             then a normal channel run must still pass and the server must exit cleanly
@@ -47,6 +49,40 @@ run_uclient() {
     "${CLIENT_HOST}" \
     >"${out}" 2>&1 || rc=$?
   return ${rc}
+}
+
+# Prints the SHA-256 fingerprint of the certificate served on 127.0.0.1:$1.
+served_fingerprint() {
+  timeout 3 openssl s_client -connect "${TP_HOST}:$1" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null
+}
+
+# turnpiked only (coturn reloads certificates differently): a renewed certificate written over
+# the same files is served after SIGHUP, and the relay keeps working on it.
+check_certificate_reload() {
+  local before after want deadline
+  before="$(served_fingerprint "${TP_TLS_PORT}")"
+  [[ -n "${before}" ]] || tp_fail "reload: no certificate served on ${TP_TLS_PORT}"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=renewed.turnpike.test -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "${TP_KEY}.new" -out "${TP_CERT}.new" >/dev/null 2>&1 ||
+    tp_fail "reload: openssl could not make the renewed certificate"
+  mv "${TP_KEY}.new" "${TP_KEY}"
+  mv "${TP_CERT}.new" "${TP_CERT}"
+  want="$(openssl x509 -in "${TP_CERT}" -noout -fingerprint -sha256)"
+  [[ "${want}" != "${before}" ]] || tp_fail "reload: the renewed certificate is the old one"
+  kill -HUP "${TP_SERVER_PID}"
+  deadline=$(( SECONDS + 10 ))
+  until after="$(served_fingerprint "${TP_TLS_PORT}")"; [[ "${after}" == "${want}" ]]; do
+    (( SECONDS < deadline )) ||
+      tp_fail "reload: still serving ${after:-nothing} 10 s after SIGHUP (want ${want})"
+    sleep 0.2  # poll interval
+  done
+  grep -q "TLS certificate reloaded" "${TP_SERVER_LOG}" ||
+    tp_fail "reload: the server did not log the certificate reload"
+  tp_log "SIGHUP: now serving the renewed certificate (${want#*=})"
+  CLIENTS=2 MESSAGES=20
+  positive_run tls-reloaded -t -S -W "${TP_SECRET}"
 }
 
 # Checks a finished uclient run's output: relay addresses, totals, zero loss.
@@ -231,6 +267,7 @@ case "${MODE}" in
       tp_fail "tls: only ${tls_sessions} TLS sessions for ${CLIENTS} clients"
     echo "tls: ${tls_sessions} TLS sessions ($(grep -oE 'method=TLSv[0-9.]+' \
       "${TP_TMP}/uclient-tls.log" | sort | uniq -c | tr -s ' \n' ' '))"
+    [[ "${SERVER}" == turnpiked ]] && check_certificate_reload
     ;;
   negative)
     negative_tests
