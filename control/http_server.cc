@@ -222,11 +222,11 @@ void HttpServer::Routes() {
   routes->push_back(
       {"GET", "/metrics", Access::kProbe,
        [node](const httplib::Request&, httplib::Response& res, std::string_view) {
-         dataplane::UringBackend& b = node->backend();
+         dataplane::Backend& b = node->backend();
          std::shared_ptr<const ServerConfig> cfg = node->config();
          MetricsInput in;
          in.version = TURNPIKE_VERSION;
-         in.backend = "uring";
+         in.backend = std::string(b.name());
          in.color = cfg->deployment_color;
          in.draining = node->draining();
          in.ready = node->ready();
@@ -251,7 +251,7 @@ void HttpServer::Routes() {
   routes->push_back(
       {"GET", "/v1/node", Access::kApi,
        [node](const httplib::Request&, httplib::Response& res, std::string_view) {
-         dataplane::UringBackend& b = node->backend();
+         dataplane::Backend& b = node->backend();
          std::shared_ptr<const ServerConfig> cfg = node->config();
          json relays = json::array();
          for (const IpAddress& ip : b.relay_ips()) {
@@ -271,7 +271,7 @@ void HttpServer::Routes() {
          Reply(res, json{
                         {"version", TURNPIKE_VERSION},
                         {"color", cfg->deployment_color},
-                        {"backend", "uring"},
+                        {"backend", std::string(node->backend().name())},
                         {"workers", b.worker_count()},
                         {"state", node->draining() ? "draining" : "up"},
                         {"ready", node->ready()},
@@ -337,7 +337,7 @@ void HttpServer::Routes() {
          json uris = json::array();
          if (!cfg->external_ips.empty()) {
            for (const ExternalIp& e : cfg->external_ips) {
-             uris.push_back(TurnUri(e.public_ip, node->backend().listening_port()));
+             uris.push_back(TurnUri(e.public_ip, node->backend().config().listening_port));
            }
          } else {
            for (const SocketAddress& a : node->backend().listening_addresses()) {

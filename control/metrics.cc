@@ -57,8 +57,8 @@ std::string Label(std::string_view key, std::string_view value) {
 std::string RenderMetrics(const MetricsInput& in) {
   turn::EngineCounters e;
   for (const turn::EngineCounters& w : in.engine) e.Add(w);
-  dataplane::UringCounters io;
-  for (const dataplane::UringCounters& w : in.io) {
+  dataplane::IoCounters io;
+  for (const dataplane::IoCounters& w : in.io) {
     io.rx_packets += w.rx_packets;
     io.rx_bytes += w.rx_bytes;
     io.rx_enobufs += w.rx_enobufs;

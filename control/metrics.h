@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/uring/uring_backend.h"
+#include "dataplane/backend.h"
 #include "turn/counters.h"
 
 namespace turnpike::control {
@@ -21,7 +21,7 @@ struct MetricsInput {
   bool ready = false;
   double start_time_s = 0;  // Unix time the process started
   std::vector<turn::EngineCounters> engine;  // one per worker
-  std::vector<dataplane::UringCounters> io;  // one per worker
+  std::vector<dataplane::IoCounters> io;  // one per worker
   std::vector<double> busy_ratio;            // one per worker, over the last second
   struct Relay {
     std::string ip;

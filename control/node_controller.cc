@@ -99,7 +99,7 @@ absl::StatusOr<uint64_t> ParseAllocationId(std::string_view text) {
   return v;
 }
 
-NodeController::NodeController(dataplane::UringBackend* backend, ServerConfig effective,
+NodeController::NodeController(dataplane::Backend* backend, ServerConfig effective,
                                ServerConfig loaded, ConfigLoader loader, EventHub* events)
     : backend_(backend),
       events_(events),

@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "control/events.h"
-#include "dataplane/uring/uring_backend.h"
+#include "dataplane/backend.h"
 #include "turn/config.h"
 #include "turn/engine.h"
 
@@ -40,7 +40,7 @@ class NodeController {
 
   // `effective` is what the backend runs with (addresses resolved, a generated secret filled
   // in); `loaded` is what the configuration said, to compare a reload against.
-  NodeController(dataplane::UringBackend* backend, ServerConfig effective, ServerConfig loaded,
+  NodeController(dataplane::Backend* backend, ServerConfig effective, ServerConfig loaded,
                  ConfigLoader loader, EventHub* events);
   ~NodeController();
 
@@ -79,7 +79,7 @@ class NodeController {
   absl::Status KillAllocation(uint64_t id);
 
   std::vector<double> busy_ratios() const;
-  dataplane::UringBackend& backend() { return *backend_; }
+  dataplane::Backend& backend() { return *backend_; }
   EventHub& events() { return *events_; }
   double start_time_s() const { return start_time_s_; }
 
@@ -87,7 +87,7 @@ class NodeController {
   void SamplerLoop();
   absl::StatusOr<std::string> ReadToken(const ServerConfig& config) const;
 
-  dataplane::UringBackend* backend_;
+  dataplane::Backend* backend_;
   EventHub* events_;
   ConfigLoader loader_;
   const double start_time_s_;

@@ -35,14 +35,24 @@ namespace {
 
 // One line of totals on exit, so a run without the metrics endpoint still shows what was
 // relayed and what was dropped and why.
-void LogTotals(const dataplane::UringBackend& backend) {
+absl::StatusOr<std::unique_ptr<dataplane::Backend>> CreateBackend(const ServerConfig& config) {
+  if (config.backend == Backend::kDpdk) {
+    return absl::UnimplementedError("backend=dpdk is not built yet");
+  }
+  absl::StatusOr<std::unique_ptr<dataplane::UringBackend>> uring =
+      dataplane::UringBackend::Create(config);
+  if (!uring.ok()) return uring.status();
+  return std::unique_ptr<dataplane::Backend>(std::move(*uring));
+}
+
+void LogTotals(const dataplane::Backend& backend) {
   turn::EngineCounters e;
   uint64_t tx_dropped = 0;
   uint64_t tx_errors = 0;
   uint64_t rx_enobufs = 0;
   for (size_t w = 0; w < backend.worker_count(); ++w) {
     e.Add(backend.engine_counters(w));
-    const dataplane::UringCounters& io = backend.io_counters(w);
+    const dataplane::IoCounters& io = backend.io_counters(w);
     tx_dropped += io.tx_no_slot + io.tx_no_sqe + io.tx_too_big + io.tx_stale_socket;
     tx_errors += io.tx_err_again + io.tx_err_unreachable + io.tx_err_denied + io.tx_err_too_big +
                  io.tx_err_other;
@@ -174,7 +184,6 @@ int Main(int argc, char** argv) {
     return 0;
   }
   ServerConfig config = loaded->config;
-  if (config.backend == Backend::kDpdk) return Fail(2, "backend=dpdk is not built yet");
 
   if (absl::Status s = SetupLogging(config); !s.ok()) return Fail(1, std::string(s.message()));
   for (const std::string& warning : loaded->warnings) spdlog::warn("{}", warning);
@@ -189,14 +198,13 @@ int Main(int argc, char** argv) {
     spdlog::warn("no credentials configured: generated a static-auth-secret for this run");
   }
 
-  absl::StatusOr<std::unique_ptr<dataplane::UringBackend>> created =
-      dataplane::UringBackend::Create(config);
+  absl::StatusOr<std::unique_ptr<dataplane::Backend>> created = CreateBackend(config);
   if (!created.ok()) {
     const std::string message(created.status().message());
     if (!config.log_file.empty()) spdlog::error("start-up failed: {}", message);
     return Fail(1, message);
   }
-  dataplane::UringBackend& backend = **created;
+  dataplane::Backend& backend = **created;
 
   PidFile pidfile;
   if (!config.pidfile.empty()) {
@@ -244,11 +252,11 @@ int Main(int argc, char** argv) {
     transports += absl::StrFormat(" tls port %d", backend.tls_listening_port());
   }
   spdlog::info(
-      "turnpiked {} ready: listening {} ({}) relay {} ports {}-{} workers {} backend uring "
+      "turnpiked {} ready: listening {} ({}) relay {} ports {}-{} workers {} backend {} "
       "control {}",
       TURNPIKE_VERSION, absl::StrJoin(listen_text, ","), transports,
       absl::StrJoin(relay_text, ","), config.min_port, config.max_port, backend.worker_count(),
-      control_text);
+      backend.name(), control_text);
 
   sigset_t wait_set = signals;
   sigdelset(&wait_set, SIGPIPE);

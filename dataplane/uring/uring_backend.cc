@@ -390,7 +390,7 @@ const turn::EngineCounters& UringBackend::engine_counters(size_t worker) const {
   return workers_[worker]->engine_counters();
 }
 
-const UringCounters& UringBackend::io_counters(size_t worker) const {
+const IoCounters& UringBackend::io_counters(size_t worker) const {
   return workers_[worker]->counters();
 }
 
@@ -398,22 +398,6 @@ bool UringBackend::Post(size_t worker, WorkerCommand command) {
   if (worker >= workers_.size()) return false;
   workers_[worker]->Post(std::move(command));
   return true;
-}
-
-absl::StatusOr<WorkerReply> UringBackend::Call(size_t worker, WorkerCommand command,
-                                               std::chrono::milliseconds timeout) {
-  // Shared so a worker that answers after the caller gave up still has a live promise.
-  auto promise = std::make_shared<std::promise<WorkerReply>>();
-  std::future<WorkerReply> future = promise->get_future();
-  command.done = [promise](WorkerReply&& reply) { promise->set_value(std::move(reply)); };
-  if (!Post(worker, std::move(command))) {
-    return absl::NotFoundError(absl::StrFormat("no worker %d", worker));
-  }
-  if (future.wait_for(timeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError(absl::StrFormat(
-        "worker %d did not answer within %d ms", worker, static_cast<int>(timeout.count())));
-  }
-  return future.get();
 }
 
 absl::Status UringBackend::ReloadTls(const ServerConfig& config) {

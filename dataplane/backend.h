@@ -1,0 +1,151 @@
+// What the control plane and the daemon see of a data-plane backend, whichever it is: the
+// kernel-socket backend (dataplane/uring) or the DPDK one (dataplane/dpdk). Both host one
+// turn::Engine per worker and take control-plane commands through a per-worker queue; this
+// header holds the types they share and the interface turnpiked drives them through.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "turn/config.h"
+#include "turn/counters.h"
+#include "turn/engine.h"
+#include "turn/net/socket_address.h"
+#include "turn/node_state.h"
+
+namespace turnpike::dataplane {
+
+// Per-worker I/O counters. Written by the worker thread only, without atomics; read by the
+// control side without a lock. A read may be stale or see counters of one struct from slightly
+// different moments; that is fine for metrics (64-bit loads do not tear on x86-64).
+struct alignas(64) IoCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t rx_enobufs = 0;        // buffer ring ran dry: the kernel dropped datagrams
+  uint64_t rx_truncated = 0;      // datagram larger than a receive buffer
+  uint64_t rx_errors = 0;         // other recv errors (and malformed recvmsg headers)
+  uint64_t rx_rearms = 0;         // multishot recv re-armed after it ended
+  uint64_t tx_packets = 0;        // sendmsg completed
+  uint64_t tx_bytes = 0;
+  uint64_t tx_no_slot = 0;        // dropped: every TX slot in flight
+  uint64_t tx_no_sqe = 0;         // dropped: SQ full even after a submit
+  uint64_t tx_too_big = 0;        // dropped: larger than a TX slot
+  uint64_t tx_stale_socket = 0;   // dropped: relay socket closed before the batch was sent
+  uint64_t tx_err_again = 0;      // EAGAIN / ENOBUFS / ENOMEM: socket or host out of buffers
+  uint64_t tx_err_unreachable = 0;  // ENETUNREACH / EHOSTUNREACH / EADDRNOTAVAIL / ECONNREFUSED
+  uint64_t tx_err_denied = 0;     // EPERM / EACCES (firewall)
+  uint64_t tx_err_too_big = 0;    // EMSGSIZE
+  uint64_t tx_err_other = 0;
+  uint64_t relays_opened = 0;
+  uint64_t relays_closed = 0;
+  uint64_t relay_open_failures = 0;
+  uint64_t bursts = 0;            // loop iterations that handled at least one CQE
+  uint64_t ticks = 0;
+  uint64_t allocations = 0;       // gauge: the engine's allocation count after the last burst
+  // Time spent between waking up and going back to wait (handling completions, sending,
+  // timers, control commands), for the busy-ratio metric; the rest of the wall time is waiting.
+  // One extra vDSO clock read per loop iteration.
+  uint64_t busy_ns = 0;
+  uint64_t loop_iterations = 0;   // every pass, idle ticks included: the /healthz heartbeat
+  uint64_t commands = 0;          // control-plane commands run
+
+  // TURN over TCP and TLS (uring_streams.cc).
+  uint64_t streams = 0;                   // gauge: open client connections
+  uint64_t stream_accepted = 0;           // connections taken (TCP and TLS)
+  uint64_t stream_refused_total = 0;      // closed at accept: stream-max-connections
+  uint64_t stream_refused_per_ip = 0;     // closed at accept: stream-max-per-ip
+  uint64_t stream_accept_errors = 0;      // accept failed (EMFILE, ...)
+  uint64_t stream_closed_by_client = 0;   // EOF or TLS close_notify
+  uint64_t stream_errors = 0;             // reset, send or receive error
+  uint64_t stream_framing_errors = 0;     // not STUN/ChannelData framing: closed
+  uint64_t stream_tls_failures = 0;       // handshake failure or bad record: closed
+  uint64_t stream_handshake_timeouts = 0; // no TLS / first message within the deadline
+  uint64_t stream_idle_timeouts = 0;      // no allocation and nothing sent for too long
+  uint64_t stream_tx_dropped = 0;         // message dropped: the client reads too slowly
+  uint64_t tls_handshakes = 0;            // TLS handshakes completed
+};
+
+// What a control-plane command returns, filled on the worker's thread.
+struct WorkerReply {
+  bool found = false;                             // kKillAllocation: the id existed
+  std::vector<turn::AllocationInfo> allocations;  // kListAllocations
+};
+
+// A control-plane command for one worker. It runs on the worker's own thread between bursts,
+// because the engine's tables belong to that thread; `done` is then called there too (keep it
+// short: fulfil a promise, never block).
+struct WorkerCommand {
+  enum class Kind : uint8_t { kPing, kListAllocations, kKillAllocation, kReconfigure };
+  Kind kind = Kind::kPing;
+  uint64_t allocation_id = 0;                  // kKillAllocation
+  std::shared_ptr<const ServerConfig> config;  // kReconfigure (the engine copies it)
+  std::function<void(WorkerReply&&)> done;     // may be empty
+};
+
+// An allocation event for the control plane's event stream, gathered on a worker and handed
+// over once per loop iteration.
+struct WorkerEvent {
+  enum class Kind : uint8_t { kAllocationCreated, kAllocationDeleted };
+  Kind kind = Kind::kAllocationCreated;
+  uint32_t worker = 0;
+  uint64_t id = 0;
+  std::string username;
+  std::string client;   // client address:port (created only)
+  std::string relay;    // relayed address:port (created only)
+  std::string reason;   // refresh / expired / killed / shutdown (deleted only)
+};
+using WorkerEventCallback = std::function<void(std::vector<WorkerEvent>&& events)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;  // "uring", "dpdk" (metrics, logs)
+  // Spawns the workers. Call once.
+  virtual void Start() = 0;
+  // Asks every worker to close its allocations and exit. Thread-safe, returns at once, may be
+  // called more than once. Not async-signal-safe.
+  virtual void Stop() = 0;
+  // Waits for the workers to exit. Safe to call when not started.
+  virtual void Join() = 0;
+
+  // The configuration the workers run with (addresses and ports resolved).
+  virtual const ServerConfig& config() const = 0;
+  virtual std::vector<SocketAddress> listening_addresses() const = 0;
+  virtual const std::vector<IpAddress>& relay_ips() const = 0;
+  virtual turn::NodeState& node_state() = 0;
+
+  // Per-worker counters, for metrics. Lock-free, possibly stale reads (see IoCounters).
+  virtual size_t worker_count() const = 0;
+  virtual const turn::EngineCounters& engine_counters(size_t worker) const = 0;
+  virtual const IoCounters& io_counters(size_t worker) const = 0;
+
+  // Queues `command` on worker `worker` (thread-safe, any thread) and wakes it. False when no
+  // such worker. The command runs on the worker's next loop iteration.
+  virtual bool Post(size_t worker, WorkerCommand command) = 0;
+  // Post + wait for the reply. DeadlineExceeded when the worker does not answer within
+  // `timeout` (stuck or stopped): the caller answers 503, never hangs.
+  absl::StatusOr<WorkerReply> Call(size_t worker, WorkerCommand command,
+                                   std::chrono::milliseconds timeout);
+  // Where allocation events go (set before Start; called on worker threads).
+  virtual void SetEventCallback(WorkerEventCallback callback) = 0;
+
+  // Stream transports, where the backend has them.
+  virtual uint16_t tls_listening_port() const { return 0; }
+  virtual bool tcp_enabled() const { return false; }
+  // Certificate reload (SIGHUP); backends without TLS accept it and do nothing.
+  virtual absl::Status ReloadTls(const ServerConfig& config) {
+    (void)config;
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace turnpike::dataplane
