@@ -1,0 +1,132 @@
+#include "dataplane/packet/checksum.h"
+
+#include <bit>
+#include <cstring>
+
+namespace turnpike::dataplane::packet {
+namespace {
+
+// Byte-order independence (RFC 1071 2(B)): summing native-order words and swapping the folded
+// result gives the big-endian sum, so the loop loads whole native words without shuffling.
+inline uint16_t NativeToBigSum(uint16_t s) {
+  if constexpr (std::endian::native == std::endian::little) {
+    return static_cast<uint16_t>((s >> 8) | (s << 8));
+  } else {
+    return s;
+  }
+}
+
+}  // namespace
+
+uint32_t Sum16(std::span<const uint8_t> data, uint32_t sum) {
+  const uint8_t* p = data.data();
+  size_t n = data.size();
+  uint64_t acc = 0;  // 32-bit words: no overflow below 2^32 words
+  while (n >= 8) {
+    uint32_t a;
+    uint32_t b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + 4, 4);
+    acc += a;
+    acc += b;
+    p += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    uint32_t a;
+    std::memcpy(&a, p, 4);
+    acc += a;
+    p += 4;
+    n -= 4;
+  }
+  if (n >= 2) {
+    uint16_t a;
+    std::memcpy(&a, p, 2);
+    acc += a;
+    p += 2;
+    n -= 2;
+  }
+  if (n == 1) {
+    uint16_t a = 0;
+    std::memcpy(&a, p, 1);  // the byte lands in the word's first (big-endian high) half
+    acc += a;
+  }
+  acc = (acc & 0xffffffff) + (acc >> 32);
+  acc = (acc & 0xffffffff) + (acc >> 32);
+  uint16_t folded = Fold(static_cast<uint32_t>(acc));
+  uint32_t r = sum + NativeToBigSum(folded);
+  return (r & 0xffff) + (r >> 16);
+}
+
+uint32_t PseudoHeaderSum(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
+                         uint32_t length) {
+  uint32_t sum = Sum16({src.bytes.data(), src.size()});
+  sum = Sum16({dst.bytes.data(), dst.size()}, sum);
+  sum += protocol;
+  sum += length >> 16;
+  sum += length & 0xffff;
+  return sum;
+}
+
+uint16_t Ipv4HeaderChecksum(std::span<const uint8_t> header) {
+  uint32_t sum = Sum16(header.first(10));
+  sum = Sum16(header.subspan(12), sum);
+  return Finish(sum);
+}
+
+uint16_t UdpChecksum(const IpAddress& src, const IpAddress& dst, std::span<const uint8_t> segment) {
+  uint32_t sum = PseudoHeaderSum(src, dst, 17, static_cast<uint32_t>(segment.size()));
+  sum = Sum16(segment.first(6), sum);
+  sum = Sum16(segment.subspan(8), sum);
+  uint16_t c = Finish(sum);
+  return c == 0 ? 0xffff : c;
+}
+
+bool UdpChecksumValid(const IpAddress& src, const IpAddress& dst,
+                      std::span<const uint8_t> segment) {
+  if (segment.size() < 8) {
+    return false;
+  }
+  if (segment[6] == 0 && segment[7] == 0) {
+    return src.is_v4();
+  }
+  uint32_t sum = PseudoHeaderSum(src, dst, 17, static_cast<uint32_t>(segment.size()));
+  return Fold(Sum16(segment, sum)) == 0xffff;
+}
+
+uint16_t Icmpv6Checksum(const IpAddress& src, const IpAddress& dst,
+                        std::span<const uint8_t> message) {
+  uint32_t sum = PseudoHeaderSum(src, dst, 58, static_cast<uint32_t>(message.size()));
+  sum = Sum16(message.first(2), sum);
+  sum = Sum16(message.subspan(4), sum);
+  return Finish(sum);
+}
+
+bool Icmpv6ChecksumValid(const IpAddress& src, const IpAddress& dst,
+                         std::span<const uint8_t> message) {
+  if (message.size() < 4) {
+    return false;
+  }
+  uint32_t sum = PseudoHeaderSum(src, dst, 58, static_cast<uint32_t>(message.size()));
+  return Fold(Sum16(message, sum)) == 0xffff;
+}
+
+uint16_t ChecksumUpdateBytes(uint16_t checksum, std::span<const uint8_t> old_bytes,
+                             std::span<const uint8_t> new_bytes) {
+  // ~m summed word by word equals the complement of the folded sum of the old words.
+  uint32_t sum = static_cast<uint16_t>(~checksum);
+  sum += static_cast<uint16_t>(~Fold(Sum16(old_bytes)));
+  sum = Sum16(new_bytes, sum);
+  return Finish(sum);
+}
+
+uint16_t ChecksumUpdateEndpoint(uint16_t checksum, const SocketAddress& from,
+                                const SocketAddress& to) {
+  uint32_t sum = static_cast<uint16_t>(~checksum);
+  sum += static_cast<uint16_t>(~Fold(Sum16({from.ip.bytes.data(), from.ip.size()}) + from.port));
+  sum = Sum16({to.ip.bytes.data(), to.ip.size()}, sum);
+  sum += to.port;
+  return Finish(sum);
+}
+
+}  // namespace turnpike::dataplane::packet

@@ -1,0 +1,119 @@
+// Internet checksums for the packet path: the RFC 1071 one's-complement sum, the IPv4 header
+// checksum, UDP/ICMPv6 checksums over the IPv4 and IPv6 pseudo-headers, and RFC 1624
+// incremental updates for rewritten fields.
+//
+// Conventions. A "sum" is an unfinished 32-bit accumulator of 16-bit big-endian words (it may
+// carry above bit 15; Fold() adds the carries back). A "checksum" is the 16-bit value of the
+// field read big-endian with Load16 and written with Store16. Sums over consecutive chunks may be
+// chained through the `sum` argument only if every chunk but the last has even length: an odd
+// byte is padded as the high half of a final word, as RFC 1071 does at the end of the data.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "turn/net/socket_address.h"
+
+namespace turnpike::dataplane::packet {
+
+// RFC 1071 one's-complement sum of `data` added to `sum`. Eight bytes per step in native order;
+// about 14 ns for 180 bytes (conditions as in frame.h). The result is partly folded (below
+// 2^17), so it can be passed on as `sum` again without overflow.
+uint32_t Sum16(std::span<const uint8_t> data, uint32_t sum = 0);
+
+// Adds the end-around carries: the 16-bit one's-complement sum.
+constexpr uint16_t Fold(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// The checksum to store: the complement of the folded sum.
+constexpr uint16_t Finish(uint32_t sum) { return static_cast<uint16_t>(~Fold(sum)); }
+
+// RFC 1071 checksum of `data` (ICMPv4 messages, the IPv4 header).
+inline uint16_t InternetChecksum(std::span<const uint8_t> data) { return Finish(Sum16(data)); }
+
+// Sum of the pseudo-header that UDP (RFC 768), TCP and ICMPv6 (RFC 4443 2.3) prepend:
+//   IPv4: src(4) dst(4) zero(1) protocol(1) length(2)
+//   IPv6 (RFC 8200 8.1): src(16) dst(16) length(4) zero(3) next-header(1)
+// Both reduce to the same words; `src` and `dst` must have the same family.
+uint32_t PseudoHeaderSum(const IpAddress& src, const IpAddress& dst, uint8_t protocol,
+                         uint32_t length);
+
+// Checksum of an IPv4 header of `header.size()` bytes (IHL * 4), computed as if the checksum
+// field (bytes 10-11) were zero, whatever it holds.
+uint16_t Ipv4HeaderChecksum(std::span<const uint8_t> header);
+// True when the header, checksum field included, sums to 0xffff.
+inline bool Ipv4HeaderChecksumValid(std::span<const uint8_t> header) {
+  return Fold(Sum16(header)) == 0xffff;
+}
+
+// UDP checksum over the pseudo-header and `segment` (UDP header + payload, exactly UDP-length
+// bytes), computed as if the checksum field were zero. A computed 0x0000 is returned as 0xffff
+// (RFC 768: zero in the field means "no checksum" over IPv4; RFC 8200 8.1 keeps the rule).
+uint16_t UdpChecksum(const IpAddress& src, const IpAddress& dst, std::span<const uint8_t> segment);
+
+// Checks the UDP checksum held in `segment`. Over IPv4 a zero field means none was sent and is
+// accepted; over IPv6 the checksum is mandatory and zero is refused (RFC 8200 8.1).
+bool UdpChecksumValid(const IpAddress& src, const IpAddress& dst, std::span<const uint8_t> segment);
+
+// What a NIC with UDP checksum offload expects in the field (DPDK RTE_MBUF_F_TX_UDP_CKSUM, the
+// value rte_ipv4_phdr_cksum / rte_ipv6_phdr_cksum return): the folded, NOT complemented,
+// pseudo-header sum. The hardware adds the header and payload and complements.
+inline uint16_t UdpPseudoHeaderChecksum(const IpAddress& src, const IpAddress& dst,
+                                        uint16_t udp_length) {
+  return Fold(PseudoHeaderSum(src, dst, 17, udp_length));
+}
+
+// ICMPv6 checksum (RFC 4443 2.3) over the pseudo-header and `message`, computed as if the
+// checksum field (bytes 2-3) were zero.
+uint16_t Icmpv6Checksum(const IpAddress& src, const IpAddress& dst,
+                        std::span<const uint8_t> message);
+bool Icmpv6ChecksumValid(const IpAddress& src, const IpAddress& dst,
+                         std::span<const uint8_t> message);
+
+// RFC 1624 eqn. 3 incremental update, HC' = ~(~HC + ~m + m'), when the 16-bit word m of the
+// covered data becomes m'. Unlike eqn. 2 of RFC 1141 it never yields 0x0000 for data that is not
+// all zero, so it agrees with a full recomputation. Word alignment matters: m must sit at an even
+// offset from the start of the covered data (every field this code rewrites does).
+constexpr uint16_t ChecksumUpdate16(uint16_t checksum, uint16_t old_word, uint16_t new_word) {
+  uint32_t sum = static_cast<uint16_t>(~checksum);
+  sum += static_cast<uint16_t>(~old_word);
+  sum += new_word;
+  return Finish(sum);
+}
+
+// The same for an aligned 32-bit field (an IPv4 address, two adjacent ports).
+constexpr uint16_t ChecksumUpdate32(uint16_t checksum, uint32_t old_value, uint32_t new_value) {
+  uint32_t sum = static_cast<uint16_t>(~checksum);
+  sum += static_cast<uint16_t>(~(old_value >> 16));
+  sum += static_cast<uint16_t>(~old_value);
+  sum += new_value >> 16;
+  sum += new_value & 0xffff;
+  return Finish(sum);
+}
+
+// The same for an aligned field of any even length (an IPv6 address: 16 bytes).
+uint16_t ChecksumUpdateBytes(uint16_t checksum, std::span<const uint8_t> old_bytes,
+                             std::span<const uint8_t> new_bytes);
+
+// A transport checksum (UDP over IPv4 or IPv6, covering the pseudo-header) after the endpoint
+// `from` is rewritten to `to` (address and port, same family; whether it is the source or the
+// destination does not matter to the sum). For the IPv4 header checksum pass only the address
+// change: ChecksumUpdateBytes over the 4 address bytes.
+uint16_t ChecksumUpdateEndpoint(uint16_t checksum, const SocketAddress& from,
+                                const SocketAddress& to);
+
+// UDP's view of the above: a zero checksum over IPv4 (none sent) stays zero, and a result of
+// 0x0000 is sent as 0xffff (RFC 768).
+inline uint16_t UdpChecksumUpdateEndpoint(uint16_t checksum, const SocketAddress& from,
+                                          const SocketAddress& to) {
+  if (checksum == 0 && from.ip.is_v4()) {
+    return 0;
+  }
+  uint16_t updated = ChecksumUpdateEndpoint(checksum, from, to);
+  return updated == 0 ? 0xffff : updated;
+}
+
+}  // namespace turnpike::dataplane::packet
