@@ -59,10 +59,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_udp_port() {
-  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# A port free for both UDP and TCP (turnpiked listens on both on listening-port).
+free_udp_tcp_port() {
+  python3 -c '
+import socket
+for _ in range(100):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", port))
+        print(port)
+        break
+    except OSError:
+        pass
+    finally:
+        t.close()
+        u.close()
+'
 }
-PORT=$(free_udp_port)
+PORT=$(free_udp_tcp_port)
 SECRET="soak-$$-${RANDOM}"
 # Relay ports below both the kernel's ephemeral range (32768+, where clients and peers of
 # other tests get their ports) and the interop tests' ranges (10000-32000, tests/integration).

@@ -39,16 +39,23 @@ constexpr char kSecret[] = "integration-secret";
 constexpr char kRealm[] = "turnpike.test";
 constexpr int kStaleNonceSeconds = 2;
 
+// A port free on 127.0.0.1 for both UDP and TCP right now (turnpiked listens on both).
 uint16_t FreeUdpPort() {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(udp, reinterpret_cast<sockaddr*>(&a), &len);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    const bool both = bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    close(tcp);
+    close(udp);
+    if (both) return ntohs(a.sin_port);
+  }
+  return 0;
 }
 
 std::string ReadFile(const std::string& path) {
