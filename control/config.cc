@@ -493,6 +493,46 @@ const Option kOptions[] = {
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 0, 1024, &Cfg(s).worker_threads, d);
      }},
+    {"dpdk-args", Arity::kValue, "ARGS",
+     "EAL arguments for backend=dpdk, passed verbatim (lcores, vdevs; docs/configuration.md)",
+     nullptr,
+     [](std::string_view v, ParseState& s, std::string*) {
+       Cfg(s).dpdk_args = std::string(v);
+       return true;
+     }},
+    {"dpdk-port", Arity::kValue, "ID", "DPDK ethdev port id (default 0)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       return SetUnsigned(v, 0, 1023, &Cfg(s).dpdk_port, d);
+     }},
+    {"dpdk-address", Arity::kValue, "IP/LEN",
+     "an address the DPDK data plane owns, with its prefix (repeatable)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       const size_t slash = v.find('/');
+       auto ip = IpAddress::Parse(v.substr(0, slash));
+       if (!ip || slash == std::string_view::npos) {
+         *d = "expected an address with its prefix length, e.g. 10.200.0.2/24";
+         return false;
+       }
+       uint32_t len = 0;
+       if (!SetUnsigned(v.substr(slash + 1), 0, ip->is_v4() ? 32 : 128, &len, d)) {
+         return false;
+       }
+       Cfg(s).dpdk_addresses.push_back({*ip, static_cast<uint8_t>(len)});
+       return true;
+     },
+     [](ServerConfig& c) { c.dpdk_addresses.clear(); }},
+    {"dpdk-gateway", Arity::kValue, "IP",
+     "next hop for off-link destinations, one per family (repeatable)", nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       auto ip = IpAddress::Parse(v);
+       if (!ip) {
+         *d = "expected an IPv4 or IPv6 address";
+         return false;
+       }
+       Cfg(s).dpdk_gateways.push_back(*ip);
+       return true;
+     },
+     [](ServerConfig& c) { c.dpdk_gateways.clear(); }},
     {"backend", Arity::kValue, "uring|dpdk", "packet I/O backend (default uring)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {
        if (v == "uring") {
@@ -1059,6 +1099,38 @@ absl::Status Finalize(ParseState& s) {
       if (s.given.contains(std::string(name))) {
         s.out->warnings.push_back(
             Cat({name, " is set but cert is not: there is no TLS listener, so it has no effect"}));
+      }
+    }
+  }
+
+  // DPDK: the data plane's addresses are its own (the kernel does not have them), so listening
+  // and relay addresses default to them and must be among them.
+  if (c.backend == Backend::kDpdk) {
+    if (c.dpdk_addresses.empty()) {
+      return absl::InvalidArgumentError(
+          "backend=dpdk needs the data plane's address: dpdk-address=IP/LEN (e.g. "
+          "10.200.0.2/24; repeat it for IPv6)");
+    }
+    auto owned = [&c](const IpAddress& ip) {
+      for (const InterfaceAddress& a : c.dpdk_addresses) {
+        if (a.ip == ip) return true;
+      }
+      return false;
+    };
+    if (c.listening_ips.empty()) {
+      for (const InterfaceAddress& a : c.dpdk_addresses) c.listening_ips.push_back(a.ip);
+    }
+    if (c.relay_ips.empty()) {
+      for (const InterfaceAddress& a : c.dpdk_addresses) c.relay_ips.push_back(a.ip);
+    }
+    for (const std::vector<IpAddress>* list : {&c.listening_ips, &c.relay_ips}) {
+      for (const IpAddress& ip : *list) {
+        if (!owned(ip)) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "backend=dpdk: %s is not one of the dpdk-address values (listening-ip and "
+              "relay-ip must be addresses the data plane owns)",
+              ip.ToString()));
+        }
       }
     }
   }

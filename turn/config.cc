@@ -17,4 +17,20 @@ bool IpRange::Contains(const IpAddress& a) const {
          std::memcmp(a.bytes.data(), last.bytes.data(), n) <= 0;
 }
 
+bool InterfaceAddress::OnLink(const IpAddress& other) const {
+  if (other.family != ip.family) {
+    return false;
+  }
+  const size_t full = prefix / 8;
+  if (std::memcmp(ip.bytes.data(), other.bytes.data(), full) != 0) {
+    return false;
+  }
+  const unsigned rest = prefix % 8;
+  if (rest == 0) {
+    return true;
+  }
+  const uint8_t mask = static_cast<uint8_t>(0xFF << (8 - rest));
+  return (ip.bytes[full] & mask) == (other.bytes[full] & mask);
+}
+
 }  // namespace turnpike

@@ -33,6 +33,14 @@ struct ExternalIp {
   IpAddress private_ip;
 };
 
+// `dpdk-address=10.200.0.2/24`: an address the DPDK data plane owns, with its on-link prefix.
+struct InterfaceAddress {
+  IpAddress ip;
+  uint8_t prefix = 0;
+  bool OnLink(const IpAddress& other) const;  // same family and same first `prefix` bits
+  friend bool operator==(const InterfaceAddress&, const InterfaceAddress&) = default;
+};
+
 enum class LogFormat : uint8_t { kText, kJson };
 enum class Backend : uint8_t { kUring, kDpdk };
 
@@ -102,6 +110,12 @@ struct ServerConfig {
   std::string pidfile;
   uint32_t worker_threads = 0;  // 0: one per online CPU
   Backend backend = Backend::kUring;
+
+  // DPDK backend (docs/dpdk.md).
+  std::string dpdk_args;                       // passed to rte_eal_init verbatim (split on spaces)
+  uint16_t dpdk_port = 0;                      // ethdev port id
+  std::vector<InterfaceAddress> dpdk_addresses;  // the data plane's own addresses
+  std::vector<IpAddress> dpdk_gateways;          // next hop for off-link peers, one per family
 
   // Control plane (REST API, metrics, probes; control/http_server.cc, docs/control-plane.md).
   bool control_enabled = true;                     // `control-listen=off` turns it off

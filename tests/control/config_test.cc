@@ -837,3 +837,42 @@ TEST(ConfigTest, EveryUsageOptionIsDocumented) {
 
 }  // namespace
 }  // namespace turnpike
+
+namespace turnpike {
+namespace {
+
+TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
+  auto r = Load({"--backend=dpdk", "--dpdk-args=-l 0-1 --no-huge", "--dpdk-port=1",
+                 "--dpdk-address=10.200.0.2/24", "--dpdk-address=2001:db8::2/64",
+                 "--dpdk-gateway=10.200.0.1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.backend, Backend::kDpdk);
+  EXPECT_EQ(c.dpdk_args, "-l 0-1 --no-huge");
+  EXPECT_EQ(c.dpdk_port, 1);
+  ASSERT_EQ(c.dpdk_addresses.size(), 2u);
+  EXPECT_EQ(c.dpdk_addresses[0].ip, *IpAddress::Parse("10.200.0.2"));
+  EXPECT_EQ(c.dpdk_addresses[0].prefix, 24);
+  EXPECT_EQ(c.dpdk_addresses[1].prefix, 64);
+  ASSERT_EQ(c.dpdk_gateways.size(), 1u);
+  EXPECT_EQ(c.listening_ips, (std::vector<IpAddress>{*IpAddress::Parse("10.200.0.2"),
+                                                     *IpAddress::Parse("2001:db8::2")}));
+  EXPECT_EQ(c.relay_ips, c.listening_ips);
+  EXPECT_TRUE(c.dpdk_addresses[0].OnLink(*IpAddress::Parse("10.200.0.77")));
+  EXPECT_FALSE(c.dpdk_addresses[0].OnLink(*IpAddress::Parse("10.200.1.1")));
+  EXPECT_FALSE(c.dpdk_addresses[0].OnLink(*IpAddress::Parse("2001:db8::9")));
+  EXPECT_TRUE(c.dpdk_addresses[1].OnLink(*IpAddress::Parse("2001:db8::9")));
+}
+
+TEST(ConfigDpdkTest, BadInputIsRefusedWithWhatToDo) {
+  EXPECT_THAT(ErrorOf(Load({"--backend=dpdk"})), HasSubstr("dpdk-address=IP/LEN"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2"})), HasSubstr("prefix length"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2/33"})), HasSubstr("dpdk-address"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-gateway=gw"})), HasSubstr("dpdk-gateway"));
+  EXPECT_THAT(ErrorOf(Load({"--backend=dpdk", "--dpdk-address=10.200.0.2/24",
+                            "--listening-ip=10.9.9.9"})),
+              HasSubstr("10.9.9.9 is not one of the dpdk-address values"));
+}
+
+}  // namespace
+}  // namespace turnpike
