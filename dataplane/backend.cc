@@ -23,4 +23,42 @@ absl::StatusOr<WorkerReply> Backend::Call(size_t worker, WorkerCommand command,
   return future.get();
 }
 
+void CommandQueue::Post(WorkerCommand command) {
+  std::lock_guard lock(mu_);
+  queued_.push_back(std::move(command));
+  pending_.store(true, std::memory_order_relaxed);
+}
+
+// The engine calls below walk or change the worker's tables (ListAllocations is O(allocations),
+// about a microsecond per allocation), which is why they run on the worker's thread and not on
+// the HTTP thread.
+size_t CommandQueue::RunAll(turn::Engine& engine, const std::function<void()>& after_kill) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.store(false, std::memory_order_relaxed);
+    running_.swap(queued_);
+  }
+  for (WorkerCommand& c : running_) {
+    WorkerReply reply;
+    switch (c.kind) {
+      case WorkerCommand::Kind::kPing:
+        break;
+      case WorkerCommand::Kind::kListAllocations:
+        engine.ListAllocations(&reply.allocations);
+        break;
+      case WorkerCommand::Kind::kKillAllocation:
+        reply.found = engine.KillAllocation(c.allocation_id);
+        if (after_kill) after_kill();
+        break;
+      case WorkerCommand::Kind::kReconfigure:
+        if (c.config != nullptr) engine.Reconfigure(*c.config);
+        break;
+    }
+    if (c.done) c.done(std::move(reply));
+  }
+  const size_t n = running_.size();
+  running_.clear();
+  return n;
+}
+
 }  // namespace turnpike::dataplane

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,6 +104,25 @@ struct WorkerEvent {
   std::string reason;   // refresh / expired / killed / shutdown (deleted only)
 };
 using WorkerEventCallback = std::function<void(std::vector<WorkerEvent>&& events)>;
+
+// A worker's control-plane command queue. Post() from any thread; the worker reads pending()
+// (one relaxed load) once per loop iteration and calls RunAll() only when it is set, so an
+// iteration without a command takes no lock.
+class CommandQueue {
+ public:
+  void Post(WorkerCommand command);
+  bool pending() const { return pending_.load(std::memory_order_relaxed); }
+  // Runs every queued command against `engine` on the calling (worker) thread, calling
+  // `after_kill` after an allocation was ended (the backend flushes what the engine queued),
+  // then each command's `done`. Returns how many ran.
+  size_t RunAll(turn::Engine& engine, const std::function<void()>& after_kill);
+
+ private:
+  std::atomic<bool> pending_{false};
+  std::mutex mu_;
+  std::vector<WorkerCommand> queued_;   // guarded by mu_
+  std::vector<WorkerCommand> running_;  // worker thread only
+};
 
 class Backend {
  public:

@@ -232,43 +232,12 @@ void UringWorker::Wake() {
 }
 
 void UringWorker::Post(WorkerCommand command) {
-  {
-    std::lock_guard lock(commands_mu_);
-    commands_.push_back(std::move(command));
-    commands_pending_.store(true, std::memory_order_relaxed);
-  }
+  commands_.Post(std::move(command));
   Wake();
 }
 
-// Runs queued control-plane commands on this worker's thread. The engine calls below walk or
-// change this worker's tables (ListAllocations is O(allocations), about a microsecond per
-// allocation), which is why they run here and not on the HTTP thread.
 void UringWorker::RunCommands() {
-  {
-    std::lock_guard lock(commands_mu_);
-    commands_pending_.store(false, std::memory_order_relaxed);
-    running_.swap(commands_);
-  }
-  for (WorkerCommand& c : running_) {
-    WorkerReply reply;
-    switch (c.kind) {
-      case WorkerCommand::Kind::kPing:
-        break;
-      case WorkerCommand::Kind::kListAllocations:
-        engine_->ListAllocations(&reply.allocations);
-        break;
-      case WorkerCommand::Kind::kKillAllocation:
-        reply.found = engine_->KillAllocation(c.allocation_id);
-        FlushTx();
-        break;
-      case WorkerCommand::Kind::kReconfigure:
-        if (c.config != nullptr) engine_->Reconfigure(*c.config);
-        break;
-    }
-    ++counters_.commands;
-    if (c.done) c.done(std::move(reply));
-  }
-  running_.clear();
+  counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
 }
 
 io_uring_sqe* UringWorker::GetSqe() {
@@ -679,14 +648,14 @@ void UringWorker::Run() {
       ++counters_.ticks;
       next_tick = now + tick_ns;
     }
-    if (commands_pending_.load(std::memory_order_relaxed)) RunCommands();
+    if (commands_.pending()) RunCommands();
     if (!events_.empty()) FlushEvents();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     counters_.busy_ns += MonotonicNs() - now;
   }
   // Commands queued while stopping still get their reply (a list of what is about to close).
-  if (commands_pending_.load(std::memory_order_relaxed)) RunCommands();
+  if (commands_.pending()) RunCommands();
   Shutdown();
 }
 

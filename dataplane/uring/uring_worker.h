@@ -214,12 +214,8 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   std::unique_ptr<turn::Engine> engine_;
   UringCounters counters_;
 
-  // Control-plane commands. The flag is read (relaxed) once per loop iteration; the mutex is
-  // taken only when it is set, so an iteration without a command costs one load.
-  std::atomic<bool> commands_pending_{false};
-  std::mutex commands_mu_;
-  std::vector<WorkerCommand> commands_ ABSL_GUARDED_BY(commands_mu_);
-  std::vector<WorkerCommand> running_;  // worker thread only
+  // Control-plane commands (see CommandQueue: one relaxed load per loop iteration).
+  CommandQueue commands_;
   const WorkerEventCallback* event_callback_ = nullptr;
   std::vector<WorkerEvent> events_;  // worker thread only; flushed once per loop iteration
 };
