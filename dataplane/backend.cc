@@ -23,6 +23,37 @@ absl::StatusOr<WorkerReply> Backend::Call(size_t worker, WorkerCommand command,
   return future.get();
 }
 
+void EventBuffer::OnAllocationCreated(const turn::AllocationInfo& info) {
+  if (!enabled()) return;
+  WorkerEvent e;
+  e.kind = WorkerEvent::Kind::kAllocationCreated;
+  e.worker = worker_;
+  e.id = info.id;
+  e.username = info.username;
+  e.client = info.tuple.client.ToString();
+  e.relay = info.relay.ToString();
+  events_.push_back(std::move(e));
+}
+
+void EventBuffer::OnAllocationDeleted(uint64_t id, std::string_view username,
+                                      turn::AllocationEnd reason) {
+  if (!enabled()) return;
+  WorkerEvent e;
+  e.kind = WorkerEvent::Kind::kAllocationDeleted;
+  e.worker = worker_;
+  e.id = id;
+  e.username = std::string(username);
+  e.reason = std::string(turn::AllocationEndName(reason));
+  events_.push_back(std::move(e));
+}
+
+void EventBuffer::Flush() {
+  if (events_.empty() || !enabled()) return;
+  std::vector<WorkerEvent> batch;
+  batch.swap(events_);
+  (*callback_)(std::move(batch));
+}
+
 void CommandQueue::Post(WorkerCommand command) {
   std::lock_guard lock(mu_);
   queued_.push_back(std::move(command));

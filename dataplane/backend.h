@@ -105,6 +105,27 @@ struct WorkerEvent {
 };
 using WorkerEventCallback = std::function<void(std::vector<WorkerEvent>&& events)>;
 
+// Allocation events of one worker, gathered on its thread (the engine's sink) and handed to the
+// control plane once per loop iteration by Flush().
+class EventBuffer final : public turn::EngineEventSink {
+ public:
+  explicit EventBuffer(uint32_t worker) : worker_(worker) {}
+  // Set before the worker runs; nullptr or an empty function: events are not gathered.
+  void SetCallback(const WorkerEventCallback* callback) { callback_ = callback; }
+  bool empty() const { return events_.empty(); }
+  void Flush();
+
+  void OnAllocationCreated(const turn::AllocationInfo& info) override;
+  void OnAllocationDeleted(uint64_t id, std::string_view username,
+                           turn::AllocationEnd reason) override;
+
+ private:
+  bool enabled() const { return callback_ != nullptr && *callback_; }
+  const uint32_t worker_;
+  const WorkerEventCallback* callback_ = nullptr;
+  std::vector<WorkerEvent> events_;
+};
+
 // A worker's control-plane command queue. Post() from any thread; the worker reads pending()
 // (one relaxed load) once per loop iteration and calls RunAll() only when it is set, so an
 // iteration without a command takes no lock.

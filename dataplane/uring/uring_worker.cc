@@ -54,7 +54,7 @@ std::string RingInitError(int err, uint32_t entries) {
 
 UringWorker::UringWorker(uint32_t index, const UringLimits& limits,
                          const std::atomic<bool>* stop)
-    : index_(index), limits_(limits), stop_(stop) {}
+    : index_(index), limits_(limits), stop_(stop), events_(index) {}
 
 UringWorker::~UringWorker() {
   // Engine first: it may still hold relay sockets it wants to close.
@@ -179,7 +179,7 @@ void UringWorker::CreateEngine(const ServerConfig& config, const turn::EngineOpt
   free_relays_.reserve(relays);
   for (uint32_t i = relays; i-- > 0;) free_relays_.push_back(i);
   engine_ = std::make_unique<turn::Engine>(config, options, node, this);
-  engine_->SetEventSink(this);
+  engine_->SetEventSink(&events_);
   node_ = node;
   config_ = &config;
   if (!stream_listeners_.empty()) {
@@ -193,36 +193,6 @@ void UringWorker::CreateEngine(const ServerConfig& config, const turn::EngineOpt
     stream_scratch_.resize(std::max<size_t>(limits_.tx_slot_size, 16384));
     stream_tx_scratch_.resize(limits_.tx_slot_size);
   }
-}
-
-void UringWorker::OnAllocationCreated(const turn::AllocationInfo& info) {
-  if (event_callback_ == nullptr || !*event_callback_) return;
-  WorkerEvent e;
-  e.kind = WorkerEvent::Kind::kAllocationCreated;
-  e.worker = index_;
-  e.id = info.id;
-  e.username = info.username;
-  e.client = info.tuple.client.ToString();
-  e.relay = info.relay.ToString();
-  events_.push_back(std::move(e));
-}
-
-void UringWorker::OnAllocationDeleted(uint64_t id, std::string_view username,
-                                      turn::AllocationEnd reason) {
-  if (event_callback_ == nullptr || !*event_callback_) return;
-  WorkerEvent e;
-  e.kind = WorkerEvent::Kind::kAllocationDeleted;
-  e.worker = index_;
-  e.id = id;
-  e.username = std::string(username);
-  e.reason = std::string(turn::AllocationEndName(reason));
-  events_.push_back(std::move(e));
-}
-
-void UringWorker::FlushEvents() {
-  std::vector<WorkerEvent> batch;
-  batch.swap(events_);
-  (*event_callback_)(std::move(batch));
 }
 
 void UringWorker::Wake() {
@@ -649,7 +619,7 @@ void UringWorker::Run() {
       next_tick = now + tick_ns;
     }
     if (commands_.pending()) RunCommands();
-    if (!events_.empty()) FlushEvents();
+    events_.Flush();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     counters_.busy_ns += MonotonicNs() - now;
@@ -663,7 +633,7 @@ void UringWorker::Shutdown() {
   engine_->CloseAll();
   FlushTx();
   CloseStreams();
-  if (!events_.empty()) FlushEvents();
+  events_.Flush();
   counters_.allocations = engine_->allocation_count();
 
   // Cancel every remaining request (listener recvs, the wake read) and let queued sends finish,

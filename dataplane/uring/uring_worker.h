@@ -29,8 +29,7 @@
 
 namespace turnpike::dataplane {
 
-class alignas(64) UringWorker final : public turn::RelayTransport,
-                                       public turn::EngineEventSink {
+class alignas(64) UringWorker final : public turn::RelayTransport {
  public:
   UringWorker(uint32_t index, const UringLimits& limits, const std::atomic<bool>* stop);
   ~UringWorker() override;
@@ -58,7 +57,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   // Thread-safe: queues a control-plane command and wakes the worker.
   void Post(WorkerCommand command);
   // Set before Run(); called on this worker's thread with its allocation events.
-  void SetEventCallback(const WorkerEventCallback* callback) { event_callback_ = callback; }
+  void SetEventCallback(const WorkerEventCallback* callback) { events_.SetCallback(callback); }
 
   const turn::EngineCounters& engine_counters() const { return engine_->counters(); }
   const UringCounters& counters() const { return counters_; }
@@ -68,11 +67,6 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   void CloseRelay(turn::SocketId socket) override;
   absl::Status SetDontFragment(turn::SocketId socket) override;
 
-  // turn::EngineEventSink, called by the engine on this worker's thread (allocation path only).
-  // Events are gathered here and handed to the control plane once per loop iteration.
-  void OnAllocationCreated(const turn::AllocationInfo& info) override;
-  void OnAllocationDeleted(uint64_t id, std::string_view username,
-                           turn::AllocationEnd reason) override;
 
  private:
   struct Listener {
@@ -160,7 +154,6 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
   void RecycleBuffers();
   void Shutdown();
   void RunCommands();
-  void FlushEvents();
   uint8_t* RxBuffer(uint16_t bid) const {
     return rx_mem_ + static_cast<size_t>(bid) * limits_.rx_buffer_size;
   }
@@ -216,8 +209,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport,
 
   // Control-plane commands (see CommandQueue: one relaxed load per loop iteration).
   CommandQueue commands_;
-  const WorkerEventCallback* event_callback_ = nullptr;
-  std::vector<WorkerEvent> events_;  // worker thread only; flushed once per loop iteration
+  EventBuffer events_;  // the engine's event sink; flushed once per loop iteration
 };
 
 }  // namespace turnpike::dataplane
