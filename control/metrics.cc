@@ -88,6 +88,8 @@ std::string RenderMetrics(const MetricsInput& in) {
     io.stream_idle_timeouts += w.stream_idle_timeouts;
     io.stream_tx_dropped += w.stream_tx_dropped;
     io.tls_handshakes += w.tls_handshakes;
+    io.rx_exception += w.rx_exception;
+    io.tx_neighbor_pending += w.tx_neighbor_pending;
   }
 
   Writer m;
@@ -173,6 +175,8 @@ std::string RenderMetrics(const MetricsInput& in) {
       {"tx_no_sqe", io.tx_no_sqe},       {"tx_too_big", io.tx_too_big},
       {"tx_stale_socket", io.tx_stale_socket},
       {"stream_slow_reader", io.stream_tx_dropped},
+      {"rx_not_for_relay", io.rx_exception},
+      {"tx_neighbor_unresolved", io.tx_neighbor_pending},
   };
   for (const auto& [reason, value] : io_drops) {
     m.Sample("turnpike_io_dropped_packets_total", Label("reason", reason), value);

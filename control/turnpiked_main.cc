@@ -26,6 +26,9 @@
 #include "control/log.h"
 #include "control/node_controller.h"
 #include "dataplane/uring/uring_backend.h"
+#ifdef TURNPIKE_HAVE_DPDK
+#include "dataplane/dpdk/dpdk_backend.h"
+#endif
 #include "spdlog/spdlog.h"
 #include "turn/auth.h"
 #include "turnpike_version.h"
@@ -37,7 +40,15 @@ namespace {
 // relayed and what was dropped and why.
 absl::StatusOr<std::unique_ptr<dataplane::Backend>> CreateBackend(const ServerConfig& config) {
   if (config.backend == Backend::kDpdk) {
-    return absl::UnimplementedError("backend=dpdk is not built yet");
+#ifdef TURNPIKE_HAVE_DPDK
+    absl::StatusOr<std::unique_ptr<dataplane::DpdkBackend>> dpdk =
+        dataplane::DpdkBackend::Create(config);
+    if (!dpdk.ok()) return dpdk.status();
+    return std::unique_ptr<dataplane::Backend>(std::move(*dpdk));
+#else
+    return absl::UnimplementedError(
+        "this turnpiked was built without DPDK (install libdpdk-dev and rebuild)");
+#endif
   }
   absl::StatusOr<std::unique_ptr<dataplane::UringBackend>> uring =
       dataplane::UringBackend::Create(config);

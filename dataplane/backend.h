@@ -72,6 +72,10 @@ struct alignas(64) IoCounters {
   uint64_t stream_idle_timeouts = 0;      // no allocation and nothing sent for too long
   uint64_t stream_tx_dropped = 0;         // message dropped: the client reads too slowly
   uint64_t tls_handshakes = 0;            // TLS handshakes completed
+
+  // DPDK (dataplane/dpdk).
+  uint64_t rx_exception = 0;        // not for the relay (no exception path yet): dropped
+  uint64_t tx_neighbor_pending = 0;  // dropped while the next hop's MAC was being resolved
 };
 
 // What a control-plane command returns, filled on the worker's thread.

@@ -15,6 +15,8 @@ packages=(
   liburing-dev libabsl-dev libssl-dev zlib1g-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev nlohmann-json3-dev
+  # DPDK 22.11 (backend=dpdk; dpdk brings dpdk-testpmd, dpdk-dumpcap, dpdk-telemetry.py)
+  libdpdk-dev dpdk
   # test peers and tools
   coturn chromium iproute2 openssl procps python3 curl
   prometheus python3-yaml

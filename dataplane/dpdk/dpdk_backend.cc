@@ -1,0 +1,195 @@
+// Start-up and lifecycle of the DPDK backend: EAL, port, mempool, workers on lcores.
+#include "dataplane/dpdk/dpdk_backend.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "dataplane/dpdk/dpdk_worker.h"
+#include "spdlog/spdlog.h"
+
+namespace turnpike::dataplane {
+namespace {
+
+constexpr uint16_t kRxDescriptors = 1024;
+constexpr uint16_t kTxDescriptors = 1024;
+
+std::string EalError(int err) {
+  std::string hint;
+  switch (err) {
+    case ENOMEM:
+      hint = " (no hugepages? as root: echo 1024 > /proc/sys/vm/nr_hugepages; mkdir -p "
+             "/dev/hugepages; mount -t hugetlbfs nodev /dev/hugepages; or add --no-huge to "
+             "dpdk-args for virtual devices)";
+      break;
+    case EACCES:
+    case EPERM:
+      hint = " (DPDK needs root, or CAP_SYS_ADMIN and CAP_IPC_LOCK, and access to hugepages)";
+      break;
+    case EALREADY:
+      hint = " (the EAL is already initialised in this process)";
+      break;
+    case EINVAL:
+      hint = " (check dpdk-args: an unknown option or a bad --vdev)";
+      break;
+    default:
+      break;
+  }
+  return absl::StrFormat("DPDK EAL initialisation failed: %s%s", rte_strerror(err), hint);
+}
+
+static int LaunchWorker(void* arg) {
+  static_cast<DpdkWorker*>(arg)->Run();
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerConfig& config) {
+  std::unique_ptr<DpdkBackend> b(new DpdkBackend());
+  b->config_ = config;
+  ServerConfig& cfg = b->config_;
+  if (cfg.dpdk_addresses.empty()) {
+    return absl::InvalidArgumentError("backend=dpdk needs dpdk-address=IP/LEN");
+  }
+  if (cfg.listening_port == 0) cfg.listening_port = 3478;  // no kernel to pick one
+
+  std::vector<std::string> args = {"turnpiked"};
+  for (absl::string_view a : absl::StrSplit(cfg.dpdk_args, ' ', absl::SkipEmpty())) {
+    args.emplace_back(a);
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0) {
+    return absl::UnavailableError(EalError(rte_errno));
+  }
+
+  unsigned lcore = rte_get_next_lcore(-1, /*skip_main=*/1, /*wrap=*/0);
+  if (lcore >= RTE_MAX_LCORE) {
+    return absl::InvalidArgumentError(
+        "dpdk-args must give at least two lcores (e.g. -l 0-1): the main one runs the control "
+        "plane, each other one a worker");
+  }
+  b->lcores_.push_back(lcore);  // one worker for now (one queue pair)
+
+  const uint16_t port = cfg.dpdk_port;
+  b->port_ = port;
+  if (!rte_eth_dev_is_valid_port(port)) {
+    return absl::NotFoundError(absl::StrFormat(
+        "no DPDK port %d (%d available): give dpdk-args a --vdev (net_tap0, net_memif0, ...) or "
+        "bind a NIC to vfio-pci (docs/dpdk.md)",
+        port, rte_eth_dev_count_avail()));
+  }
+  const int socket = rte_eth_dev_socket_id(port);
+  // Receive descriptors, transmit descriptors, one burst in flight each way, per-lcore caches.
+  const unsigned mbufs = 2 * (kRxDescriptors + kTxDescriptors) + 4096 - 1;
+  rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              socket < 0 ? SOCKET_ID_ANY : socket);
+  if (pool == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("cannot create the mbuf pool (%d mbufs): %s", mbufs,
+                        rte_strerror(rte_errno)));
+  }
+  rte_eth_conf conf{};
+  if (int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("configuring DPDK port %d: %s", port, rte_strerror(-rc)));
+  }
+  uint16_t nb_rx = kRxDescriptors, nb_tx = kTxDescriptors;
+  rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rx, &nb_tx);
+  if (int rc = rte_eth_rx_queue_setup(port, 0, nb_rx, socket, nullptr, pool); rc < 0) {
+    return absl::UnavailableError(absl::StrFormat("RX queue: %s", rte_strerror(-rc)));
+  }
+  if (int rc = rte_eth_tx_queue_setup(port, 0, nb_tx, socket, nullptr); rc < 0) {
+    return absl::UnavailableError(absl::StrFormat("TX queue: %s", rte_strerror(-rc)));
+  }
+  if (int rc = rte_eth_dev_start(port); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("starting DPDK port %d: %s", port, rte_strerror(-rc)));
+  }
+  b->port_started_ = true;
+  rte_eth_allmulticast_enable(port);  // IPv6 neighbour solicitations arrive on multicast
+  rte_ether_addr addr{};
+  rte_eth_macaddr_get(port, &addr);
+  packet::MacAddress mac = packet::MacAddress::From(addr.addr_bytes);
+  rte_eth_dev_info info{};
+  rte_eth_dev_info_get(port, &info);
+  const std::string driver = info.driver_name != nullptr ? info.driver_name : "";
+  if (driver == "net_tap") {
+    // A TAP port reports the kernel interface's own MAC: the data plane is the far end of that
+    // link and needs an address of its own (locally administered, derived from the port's).
+    mac.bytes[0] = static_cast<uint8_t>((mac.bytes[0] | 0x02) & ~0x01);
+    mac.bytes[5] ^= 0x80;
+  }
+  spdlog::info("DPDK port {} ({}) up: MAC {}, {} RX / {} TX descriptors, {} mbufs", port, driver,
+               mac.ToString(), nb_rx, nb_tx, mbufs);
+
+  b->node_ = std::make_unique<turn::NodeState>(cfg);
+  b->workers_.push_back(
+      std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, &b->stop_));
+  return b;
+}
+
+DpdkBackend::~DpdkBackend() {
+  Stop();
+  Join();
+  workers_.clear();
+  if (port_started_) {
+    rte_eth_dev_stop(port_);
+    rte_eth_dev_close(port_);
+  }
+  rte_eal_cleanup();
+}
+
+void DpdkBackend::Start() {
+  if (started_) return;
+  started_ = true;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    rte_eal_remote_launch(LaunchWorker, workers_[i].get(), lcores_[i]);
+  }
+}
+
+void DpdkBackend::Stop() { stop_.store(true, std::memory_order_relaxed); }
+
+void DpdkBackend::Join() {
+  if (!started_ || joined_) return;
+  for (unsigned lcore : lcores_) rte_eal_wait_lcore(lcore);
+  joined_ = true;
+}
+
+std::vector<SocketAddress> DpdkBackend::listening_addresses() const {
+  std::vector<SocketAddress> out;
+  for (const IpAddress& ip : config_.listening_ips) out.push_back({ip, config_.listening_port});
+  return out;
+}
+
+const turn::EngineCounters& DpdkBackend::engine_counters(size_t worker) const {
+  return workers_[worker]->engine_counters();
+}
+
+const IoCounters& DpdkBackend::io_counters(size_t worker) const {
+  return workers_[worker]->counters();
+}
+
+bool DpdkBackend::Post(size_t worker, WorkerCommand command) {
+  if (worker >= workers_.size()) return false;
+  workers_[worker]->Post(std::move(command));  // the worker polls; no wake-up needed
+  return true;
+}
+
+void DpdkBackend::SetEventCallback(WorkerEventCallback callback) {
+  event_callback_ = std::move(callback);
+  for (auto& w : workers_) w->SetEventCallback(&event_callback_);
+}
+
+}  // namespace turnpike::dataplane

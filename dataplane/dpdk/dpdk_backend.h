@@ -1,0 +1,67 @@
+// The DPDK data plane (backend=dpdk): the TURN engine on DPDK lcores, packets straight from the
+// port's queues, no kernel in the path.
+//
+//   rte_eth_rx_burst --> packet::ParseFrame --> ARP / ICMP echo / ND answered in place
+//                                          \--> UDP to listening-port --> Engine::OnClientPacket
+//                                          \--> UDP to an open relay port --> Engine::OnPeerPacket
+//                                          \--> anything else: dropped and counted (rx_exception)
+//   TxBatch --> new mbuf: payload, then Ethernet/IP/UDP headers prepended in its headroom
+//           --> next hop from the neighbour table (ARP / ND, or the gateway) --> rte_eth_tx_burst
+//
+// Status (issue 4, in progress): one worker lcore on one RX/TX queue pair; checksums in
+// software; TX copies the payload once; no exception path to the kernel yet. docs/dpdk.md says
+// how to run it and what is missing.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "dataplane/backend.h"
+
+namespace turnpike::dataplane {
+
+class DpdkWorker;
+
+class DpdkBackend final : public Backend {
+ public:
+  // Initialises the EAL with dpdk-args, configures and starts dpdk-port, and builds the worker.
+  // Errors say what to do (no hugepages, no such port, too few lcores, bad EAL arguments).
+  // The EAL can be initialised once per process.
+  static absl::StatusOr<std::unique_ptr<DpdkBackend>> Create(const ServerConfig& config);
+  ~DpdkBackend() override;
+  DpdkBackend(const DpdkBackend&) = delete;
+  DpdkBackend& operator=(const DpdkBackend&) = delete;
+
+  std::string_view name() const override { return "dpdk"; }
+  void Start() override;
+  void Stop() override;
+  void Join() override;
+  const ServerConfig& config() const override { return config_; }
+  std::vector<SocketAddress> listening_addresses() const override;
+  const std::vector<IpAddress>& relay_ips() const override { return config_.relay_ips; }
+  turn::NodeState& node_state() override { return *node_; }
+  size_t worker_count() const override { return workers_.size(); }
+  const turn::EngineCounters& engine_counters(size_t worker) const override;
+  const IoCounters& io_counters(size_t worker) const override;
+  bool Post(size_t worker, WorkerCommand command) override;
+  void SetEventCallback(WorkerEventCallback callback) override;
+
+ private:
+  DpdkBackend() = default;
+
+  ServerConfig config_;
+  std::unique_ptr<turn::NodeState> node_;
+  std::vector<std::unique_ptr<DpdkWorker>> workers_;
+  std::vector<unsigned> lcores_;
+  uint16_t port_ = 0;
+  bool port_started_ = false;
+  bool started_ = false;
+  bool joined_ = false;
+  std::atomic<bool> stop_{false};
+  WorkerEventCallback event_callback_;
+};
+
+}  // namespace turnpike::dataplane

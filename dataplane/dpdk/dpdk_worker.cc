@@ -1,0 +1,400 @@
+// DPDK worker loop; see dpdk_worker.h and dpdk_backend.h for the data flow.
+#include "dataplane/dpdk/dpdk_worker.h"
+
+#include <rte_ethdev.h>
+#include <rte_pause.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/packet/arp.h"
+#include "dataplane/packet/icmp.h"
+#include "dataplane/packet/ndp.h"
+#include "dataplane/packet/neighbor_learning.h"
+#include "dataplane/packet/tx_headers.h"
+#include "spdlog/spdlog.h"
+
+namespace turnpike::dataplane {
+namespace {
+
+constexpr turn::SocketId kRelayBit = 0x80000000u;
+constexpr uint8_t kProtoUdp = 17;
+constexpr uint8_t kProtoIcmp = 1;
+constexpr uint8_t kProtoIcmpv6 = 58;
+constexpr uint64_t kTickNs = 100'000'000;  // engine timer period, as on the uring backend
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+int FamilyIndex(const IpAddress& ip) { return ip.is_v4() ? 0 : 1; }
+
+packet::NeighborTableOptions NeighborOptions() {
+  packet::NeighborTableOptions o;
+  o.capacity = 4096;
+  return o;
+}
+
+}  // namespace
+
+DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node,
+                       uint16_t port, uint16_t queue, rte_mempool* pool,
+                       const packet::MacAddress& mac, const std::atomic<bool>* stop)
+    : index_(index),
+      config_(config),
+      port_(port),
+      queue_(queue),
+      pool_(pool),
+      mac_(mac),
+      stop_(stop),
+      tx_(std::make_unique<turn::TxBatch>()),
+      neighbors_(NeighborOptions()),
+      events_(index) {
+  for (const InterfaceAddress& a : config.dpdk_addresses) ours_.push_back(a.ip);
+  for (const IpAddress& ip : config.relay_ips) {
+    const int f = FamilyIndex(ip);
+    if (has_relay_ip_[f]) continue;  // one relay address per family
+    has_relay_ip_[f] = true;
+    relay_ip_[f] = ip;
+    relays_[f].assign(65536, RelayEntry{});
+  }
+  turn::EngineOptions options;
+  options.worker_index = index;
+  options.max_allocations = config.max_allocations;
+  options.worker_count = 1;
+  engine_ = std::make_unique<turn::Engine>(config, options, node, this);
+  engine_->SetEventSink(&events_);
+}
+
+DpdkWorker::~DpdkWorker() {
+  engine_.reset();
+  for (uint16_t i = 0; i < n_held_; ++i) rte_pktmbuf_free(held_[i]);
+  for (uint16_t i = 0; i < n_tx_; ++i) rte_pktmbuf_free(tx_burst_[i]);
+}
+
+DpdkWorker::RelayEntry* DpdkWorker::RelayAt(const IpAddress& ip, uint16_t port) {
+  const int f = FamilyIndex(ip);
+  if (!has_relay_ip_[f] || !(relay_ip_[f] == ip)) return nullptr;
+  return &relays_[f][port];
+}
+
+absl::StatusOr<turn::SocketId> DpdkWorker::OpenRelay(const SocketAddress& address, uint32_t tag) {
+  RelayEntry* e = RelayAt(address.ip, address.port);
+  if (e == nullptr) {
+    ++counters_.relay_open_failures;
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s is not this data plane's relay address", address.ip.ToString()));
+  }
+  if (e->tag_plus_one != 0) {
+    ++counters_.relay_open_failures;
+    return absl::AlreadyExistsError(absl::StrFormat("relay port %d in use", address.port));
+  }
+  e->tag_plus_one = tag + 1;
+  e->dont_fragment = false;
+  ++counters_.relays_opened;
+  return kRelayBit | (static_cast<turn::SocketId>(FamilyIndex(address.ip)) << 16) | address.port;
+}
+
+void DpdkWorker::CloseRelay(turn::SocketId socket) {
+  if ((socket & kRelayBit) == 0) return;
+  const int f = (socket >> 16) & 1;
+  if (!has_relay_ip_[f]) return;
+  RelayEntry& e = relays_[f][socket & 0xFFFF];
+  if (e.tag_plus_one == 0) return;
+  e = RelayEntry{};
+  ++counters_.relays_closed;
+}
+
+absl::Status DpdkWorker::SetDontFragment(turn::SocketId socket) {
+  if ((socket & kRelayBit) == 0 || !has_relay_ip_[(socket >> 16) & 1]) {
+    return absl::NotFoundError("no such relay");
+  }
+  relays_[(socket >> 16) & 1][socket & 0xFFFF].dont_fragment = true;
+  return absl::OkStatus();
+}
+
+std::optional<SocketAddress> DpdkWorker::SourceOf(turn::SocketId socket) const {
+  if ((socket & kRelayBit) != 0) {
+    const int f = (socket >> 16) & 1;
+    if (!has_relay_ip_[f]) return std::nullopt;
+    return SocketAddress{relay_ip_[f], static_cast<uint16_t>(socket & 0xFFFF)};
+  }
+  if (socket >= config_.listening_ips.size()) return std::nullopt;
+  return SocketAddress{config_.listening_ips[socket], config_.listening_port};
+}
+
+void DpdkWorker::Run() {
+  rte_mbuf* rx[kBurst];
+  now_ns_ = MonotonicNs();
+  engine_->SetNow(now_ns_);
+  uint64_t next_tick = now_ns_ + kTickNs;
+  spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}", index_, port_, queue_,
+               rte_lcore_id());
+  while (!stop_->load(std::memory_order_relaxed)) {
+    const uint16_t n = rte_eth_rx_burst(port_, queue_, rx, kBurst);
+    now_ns_ = MonotonicNs();
+    if (n > 0) {
+      engine_->SetNow(now_ns_);
+      for (uint16_t i = 0; i < n; ++i) HandleFrame(rx[i]);
+      FlushTx();
+      ++counters_.bursts;
+    }
+    if (now_ns_ >= next_tick) {
+      engine_->SetNow(now_ns_);
+      engine_->Tick();
+      FlushTx();
+      neighbors_.Sweep(NowSeconds());
+      ++counters_.ticks;
+      next_tick = now_ns_ + kTickNs;
+    }
+    if (commands_.pending()) counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
+    events_.Flush();
+    DrainTx();
+    counters_.allocations = engine_->allocation_count();
+    ++counters_.loop_iterations;
+    if (n > 0) {
+      counters_.busy_ns += MonotonicNs() - now_ns_;
+    } else {
+      rte_pause();
+    }
+  }
+  if (commands_.pending()) counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
+  engine_->CloseAll();
+  FlushTx();
+  DrainTx();
+  events_.Flush();
+  counters_.allocations = engine_->allocation_count();
+}
+
+void DpdkWorker::HandleFrame(rte_mbuf* m) {
+  ++counters_.rx_packets;
+  counters_.rx_bytes += rte_pktmbuf_pkt_len(m);
+  if (m->nb_segs != 1) {  // jumbo chains: not for a TURN relay
+    ++counters_.rx_truncated;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::span<uint8_t> frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
+  const packet::FrameInfo info = packet::ParseFrame(frame);
+  if (!info.ok()) {
+    ++counters_.rx_errors;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (info.kind == packet::FrameKind::kArp ||
+      (info.is_ip() && (info.l4_protocol == kProtoIcmp || info.l4_protocol == kProtoIcmpv6))) {
+    if (HandleControl(m, frame, info)) return;
+  }
+  if (!info.is_ip() || info.l4_protocol != kProtoUdp || !info.fast_path ||
+      !packet::IsOurAddress(ours_, info.dst_ip)) {
+    ++counters_.rx_exception;  // no exception path to the kernel yet
+    rte_pktmbuf_free(m);
+    return;
+  }
+  // Replies to a client go back to the MAC its packet came from: learn on-link senders.
+  for (const InterfaceAddress& a : config_.dpdk_addresses) {
+    if (a.OnLink(info.src_ip)) {
+      neighbors_.Learn(info.src_ip, info.src_mac, NowSeconds(), /*create=*/true);
+      break;
+    }
+  }
+  const std::span<const uint8_t> payload = frame.subspan(info.payload_offset, info.payload_length);
+  if (tx_->size() + 4 > turn::TxBatch::kCapacity) FlushTx();
+  if (info.dst_port == config_.listening_port) {
+    for (size_t i = 0; i < config_.listening_ips.size(); ++i) {
+      if (config_.listening_ips[i] == info.dst_ip) {
+        engine_->OnClientPacket(static_cast<turn::SocketId>(i), info.dst(), info.src(), payload,
+                                *tx_);
+        break;
+      }
+    }
+  } else if (RelayEntry* e = RelayAt(info.dst_ip, info.dst_port); e && e->tag_plus_one != 0) {
+    engine_->OnPeerPacket(e->tag_plus_one - 1, info.src(), payload, *tx_);
+  } else {
+    ++counters_.rx_exception;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  // The TxBatch may point into this frame: keep it until FlushTx has copied it.
+  if (n_held_ == kBurst) FlushTx();
+  held_[n_held_++] = m;
+}
+
+bool DpdkWorker::HandleControl(rte_mbuf* m, std::span<uint8_t> frame,
+                               const packet::FrameInfo& info) {
+  Learn(frame, info);
+  // Replies are built in place: the output is the mbuf's own data room.
+  std::span<uint8_t> out(rte_pktmbuf_mtod(m, uint8_t*),
+                         rte_pktmbuf_data_len(m) + rte_pktmbuf_tailroom(m));
+  packet::Reply r;
+  if (info.kind == packet::FrameKind::kArp) {
+    r = packet::BuildArpReply(frame, info, mac_, ours_, out);
+  } else if (info.l4_protocol == kProtoIcmp) {
+    r = packet::BuildIcmpEchoReply(frame, info, mac_, ours_, out);
+  } else {
+    r = packet::BuildNeighborAdvertisement(frame, info, mac_, ours_, out);
+    if (r.verdict != packet::ReplyVerdict::kReply) {
+      r = packet::BuildIcmpv6EchoReply(frame, info, mac_, ours_, out);
+    }
+  }
+  if (r.verdict != packet::ReplyVerdict::kReply) {
+    rte_pktmbuf_free(m);
+    return true;  // ARP/ICMP not for us or not a request: handled (dropped)
+  }
+  m->data_len = static_cast<uint16_t>(r.length);
+  m->pkt_len = static_cast<uint32_t>(r.length);
+  Transmit(m);
+  return true;
+}
+
+void DpdkWorker::Learn(std::span<const uint8_t> frame, const packet::FrameInfo& info) {
+  std::optional<packet::NeighborObservation> seen = packet::ExtractNeighbor(frame, info);
+  if (!seen) return;
+  // A neighbour that asks for or announces one of our addresses is worth remembering; others
+  // only refresh entries we already have.
+  const bool about_us = packet::IsOurAddress(ours_, seen->target);
+  neighbors_.Learn(seen->ip, seen->mac, NowSeconds(), about_us);
+}
+
+std::optional<packet::MacAddress> DpdkWorker::NextHopMac(const IpAddress& dst) {
+  IpAddress next = dst;
+  bool on_link = false;
+  for (const InterfaceAddress& a : config_.dpdk_addresses) {
+    if (a.OnLink(dst)) {
+      on_link = true;
+      break;
+    }
+  }
+  if (!on_link) {
+    bool found = false;
+    for (const IpAddress& gw : config_.dpdk_gateways) {
+      if (gw.family == dst.family) {
+        next = gw;
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      ++counters_.tx_err_unreachable;
+      return std::nullopt;
+    }
+  }
+  const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, NowSeconds());
+  if (r.send_request) {
+    SendNeighborRequest(next, r.disposition == packet::NeighborTable::Disposition::kSend
+                                  ? std::optional<packet::MacAddress>(r.mac)
+                                  : std::nullopt);
+  }
+  if (r.disposition != packet::NeighborTable::Disposition::kSend) {
+    ++counters_.tx_neighbor_pending;  // not queued yet: dropped while ARP / ND resolves
+    return std::nullopt;
+  }
+  return r.mac;
+}
+
+void DpdkWorker::SendNeighborRequest(const IpAddress& target,
+                                     std::optional<packet::MacAddress> unicast) {
+  const IpAddress* source = nullptr;
+  for (const InterfaceAddress& a : config_.dpdk_addresses) {
+    if (a.ip.family == target.family && (source == nullptr || a.OnLink(target))) {
+      source = &a.ip;
+    }
+  }
+  if (source == nullptr) return;
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr) {
+    ++counters_.tx_no_slot;
+    return;
+  }
+  std::span<uint8_t> out(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_tailroom(m));
+  const size_t len = target.is_v4()
+                         ? packet::BuildArpRequest(mac_, *source, target, unicast, std::nullopt, out)
+                         : packet::BuildNeighborSolicitation(mac_, *source, target, unicast,
+                                                             std::nullopt, out);
+  if (len == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  m->data_len = static_cast<uint16_t>(len);
+  m->pkt_len = static_cast<uint32_t>(len);
+  Transmit(m);
+}
+
+void DpdkWorker::FlushTx() {
+  for (size_t i = 0; i < tx_->size(); ++i) SendDesc((*tx_)[i]);
+  tx_->Clear();
+  // Everything the batch pointed into has been copied.
+  for (uint16_t i = 0; i < n_held_; ++i) rte_pktmbuf_free(held_[i]);
+  n_held_ = 0;
+}
+
+void DpdkWorker::SendDesc(const turn::TxDesc& d) {
+  const std::optional<SocketAddress> src = SourceOf(d.socket);
+  if (!src || src->ip.family != d.dst.ip.family) {
+    ++counters_.tx_stale_socket;
+    return;
+  }
+  const std::optional<packet::MacAddress> dst_mac = NextHopMac(d.dst.ip);
+  if (!dst_mac) return;
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr) {
+    ++counters_.tx_no_slot;
+    return;
+  }
+  const size_t size = d.size();
+  if (size > rte_pktmbuf_tailroom(m)) {
+    ++counters_.tx_too_big;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  // Payload at the start of the data room, headers prepended into the headroom before it.
+  uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
+  uint8_t* payload = base + m->data_off;
+  std::memcpy(payload, d.head, d.head_len);
+  if (d.body_len > 0) std::memcpy(payload + d.head_len, d.body, d.body_len);
+  if (d.tail_pad > 0) std::memset(payload + d.head_len + d.body_len, 0, d.tail_pad);
+  packet::UdpTxParams params;
+  params.src_mac = mac_;
+  params.dst_mac = *dst_mac;
+  params.src = *src;
+  params.dst = d.dst;
+  if ((d.socket & kRelayBit) != 0) {
+    params.dont_fragment = relays_[(d.socket >> 16) & 1][d.socket & 0xFFFF].dont_fragment;
+  }
+  const std::optional<packet::Prepended> p = packet::PrependUdpHeaders(
+      std::span<uint8_t>(base, m->data_off + size), m->data_off, size, params);
+  if (!p) {
+    ++counters_.tx_too_big;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  const size_t frame_len = m->data_off + size - p->frame_offset;
+  m->data_off = static_cast<uint16_t>(p->frame_offset);
+  m->data_len = static_cast<uint16_t>(frame_len);
+  m->pkt_len = static_cast<uint32_t>(frame_len);
+  Transmit(m);
+}
+
+void DpdkWorker::Transmit(rte_mbuf* m) {
+  if (n_tx_ == kBurst) DrainTx();
+  tx_burst_[n_tx_++] = m;
+}
+
+void DpdkWorker::DrainTx() {
+  if (n_tx_ == 0) return;
+  uint16_t sent = rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_);
+  for (uint16_t i = 0; i < sent; ++i) {
+    ++counters_.tx_packets;
+    counters_.tx_bytes += rte_pktmbuf_pkt_len(tx_burst_[i]);
+  }
+  for (uint16_t i = sent; i < n_tx_; ++i) {
+    ++counters_.tx_err_again;  // TX ring full
+    rte_pktmbuf_free(tx_burst_[i]);
+  }
+  n_tx_ = 0;
+}
+
+}  // namespace turnpike::dataplane
