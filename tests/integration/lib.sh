@@ -443,3 +443,47 @@ tp_wait_http() {
     sleep 0.05  # poll interval
   done
 }
+
+# Checks a finished uclient run's output: relay addresses, totals, zero loss. Uses
+# CLIENT_HOST (the server's and relay's address), TP_MIN_PORT/TP_MAX_PORT, CLIENTS, MESSAGES
+# and LENGTH of the caller.
+check_uclient_output() {
+  local out="$1" what="$2"
+  local relays bad send_msgs recv_msgs send_bytes recv_bytes lost
+  relays="$(grep -oE 'Received relay addr: [0-9a-f.:]+:[0-9]+' "${out}" | awk '{print $4}')"
+  [[ -n "${relays}" ]] || tp_fail "${what}: uclient reported no relayed address"
+  bad=""
+  local r
+  while read -r r; do  # host is everything before the last colon (IPv6 has more colons)
+    if [[ "${r%:*}" != "${CLIENT_HOST}" ]] || (( ${r##*:} < TP_MIN_PORT || ${r##*:} > TP_MAX_PORT )); then
+      bad+="${r} "
+    fi
+  done <<<"${relays}"
+  [[ -z "${bad}" ]] ||
+    tp_fail "${what}: relayed address(es) outside ${CLIENT_HOST}:${TP_MIN_PORT}-${TP_MAX_PORT}: ${bad}"
+  local n_relays
+  n_relays="$(wc -l <<<"${relays}")"
+  (( n_relays >= CLIENTS )) || tp_fail "${what}: only ${n_relays} allocations for ${CLIENTS} clients"
+
+  # The final totals are the start_mclient lines without "msz=" (those are progress lines).
+  local totals bytes_line
+  totals="$(grep -E 'start_mclient: tot_send_msgs=' "${out}" | tail -n 1)"
+  bytes_line="$(grep -E 'start_mclient: tot_send_bytes ~' "${out}" | tail -n 1)"
+  lost="$(grep -oE 'Total lost packets [0-9]+' "${out}" | tail -n 1 | awk '{print $4}')"
+  [[ -n "${totals}" && -n "${bytes_line}" && -n "${lost}" ]] ||
+    tp_fail "${what}: uclient printed no final summary (see ${out})"
+  send_msgs="$(sed -E 's/.*tot_send_msgs=([0-9]+).*/\1/' <<<"${totals}")"
+  recv_msgs="$(sed -E 's/.*tot_recv_msgs=([0-9]+).*/\1/' <<<"${totals}")"
+  send_bytes="$(sed -E 's/.*tot_send_bytes ~ ([0-9]+).*/\1/' <<<"${bytes_line}")"
+  recv_bytes="$(sed -E 's/.*tot_recv_bytes ~ ([0-9]+).*/\1/' <<<"${bytes_line}")"
+  echo "${what}: sent ${send_msgs} msgs / ${send_bytes} bytes, received ${recv_msgs} msgs /" \
+    "${recv_bytes} bytes, lost ${lost}, ${n_relays} relayed addresses"
+  (( recv_msgs > 0 )) || tp_fail "${what}: nothing was relayed (received 0 messages)"
+  (( send_msgs >= CLIENTS * MESSAGES )) ||
+    tp_fail "${what}: sent only ${send_msgs} of at least $(( CLIENTS * MESSAGES )) messages"
+  (( lost == 0 )) || tp_fail "${what}: ${lost} packets lost"
+  (( recv_msgs == send_msgs )) || tp_fail "${what}: received ${recv_msgs} != sent ${send_msgs}"
+  (( recv_bytes == send_bytes && recv_bytes == send_msgs * LENGTH )) ||
+    tp_fail "${what}: byte totals wrong: sent ${send_bytes}, received ${recv_bytes}," \
+      "expected ${send_msgs} x ${LENGTH}"
+}

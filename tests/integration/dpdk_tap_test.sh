@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# coturn's turnutils_uclient through turnpiked's DPDK data plane (backend=dpdk), inside a network
+# namespace this test creates (unshare -n), so no traffic leaves it:
+#
+#   kernel side of the namespace                       turnpiked (DPDK, net_tap PMD)
+#   tp0 10.200.0.1/24  <---------- TAP link ---------->  dpdk-address 10.200.0.2/24
+#   turnutils_uclient (client), turnutils_peer (echo peer)
+#
+# The client reaches 10.200.0.2:3478 over the TAP link, turnpiked answers ARP itself, relays from
+# 10.200.0.2 to the peer at 10.200.0.1 (next hop resolved by its own ARP), and uclient must
+# receive exactly what it sent: ChannelData (default) and Send/Data indications (-s) runs,
+# zero loss. EAL runs with --no-huge (TAP needs no hugepages). Needs root.
+#
+# Usage: dpdk_tap_test.sh        (environment: TURNPIKED, the binary; default build/turnpiked)
+set -u
+if [[ -z "${TP_IN_NETNS:-}" ]]; then
+  if [[ ${EUID} -ne 0 ]]; then
+    echo "FAIL: the DPDK test needs root (EAL, TAP device, network namespace)" >&2
+    exit 1
+  fi
+  exec unshare -n env TP_IN_NETNS=1 bash "$0" "$@"
+fi
+. "$(dirname "$0")/lib.sh"
+
+SERVER=turnpiked
+CLIENT_HOST=10.200.0.2  # the data plane's address: server and relayed address
+PEER_HOST=10.200.0.1    # the kernel side of the TAP link
+CLIENTS="${UCLIENT_CLIENTS:-10}"
+MESSAGES="${UCLIENT_MESSAGES:-50}"
+LENGTH="${UCLIENT_LENGTH:-170}"
+TP_PORT=3478            # a namespace of our own: fixed ports are free
+TP_MIN_PORT=40000
+TP_MAX_PORT=40999
+PEER_PORT=3480
+
+tp_require turnutils_uclient turnutils_peer turnutils_stunclient ip curl
+tp_init
+ip link set lo up
+
+# A file prefix of our own so that parallel DPDK processes never share runtime files.
+eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=tp-tap-$$ --vdev=net_tap0,iface=tp0"
+TP_SERVER_LOG="${TP_TMP}/turnpiked.log"
+"${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
+  --dpdk-address="${CLIENT_HOST}/24" --listening-port="${TP_PORT}" \
+  --min-port="${TP_MIN_PORT}" --max-port="${TP_MAX_PORT}" --realm=turnpike.test \
+  --use-auth-secret --static-auth-secret="${TP_SECRET}" --allowed-peer-ip="${PEER_HOST}" \
+  --control-listen=127.0.0.1:9641 --drain-timeout=0 --log-file=stdout \
+  >"${TP_SERVER_LOG}" 2>&1 &
+TP_SERVER_PID=$!
+tp_track "${TP_SERVER_PID}"
+
+deadline=$(( SECONDS + 30 ))
+until ip link show tp0 >/dev/null 2>&1; do
+  kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited before creating tp0"
+  (( SECONDS < deadline )) || tp_fail "no tp0 interface within 30 s"
+  sleep 0.1  # poll interval
+done
+ip addr add "${PEER_HOST}/24" dev tp0
+ip link set tp0 up
+until timeout 1 turnutils_stunclient -p "${TP_PORT}" "${CLIENT_HOST}" 2>&1 |
+    grep -q "reflexive addr: ${PEER_HOST}"; do
+  kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited during start-up"
+  (( SECONDS < deadline )) || tp_fail "no STUN answer from ${CLIENT_HOST} through DPDK"
+  sleep 0.2  # poll interval
+done
+tp_log "turnpiked (DPDK, pid ${TP_SERVER_PID}) answers STUN on ${CLIENT_HOST}:${TP_PORT}"
+grep -q 'backend dpdk' "${TP_SERVER_LOG}" || tp_fail "the server did not start the DPDK backend"
+
+turnutils_peer -L "${PEER_HOST}" -p "${PEER_PORT}" >"${TP_TMP}/peer.log" 2>&1 &
+tp_track $!
+tp_wait_udp_bound "${PEER_PORT}" $!
+
+run() {
+  local what="$1" out="${TP_TMP}/uclient-$1.log" rc=0
+  shift
+  tp_log "turnutils_uclient $* (-m ${CLIENTS} -n ${MESSAGES} -l ${LENGTH}) through DPDK"
+  timeout 60 turnutils_uclient -v "$@" -W "${TP_SECRET}" -e "${PEER_HOST}" -r "${PEER_PORT}" \
+    -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" "${CLIENT_HOST}" \
+    >"${out}" 2>&1 || rc=$?
+  (( rc == 0 )) || { tail -n 20 "${out}" >&2; tp_fail "${what}: uclient exited with ${rc}"; }
+  check_uclient_output "${out}" "dpdk ${what}"
+}
+run channel
+run send -s
+
+metrics="$(curl -s --max-time 2 http://127.0.0.1:9641/metrics)"
+grep -q 'turnpike_build_info{.*backend="dpdk"' <<<"${metrics}" ||
+  tp_fail "/metrics does not report backend=dpdk"
+relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<<"${metrics}" |
+  awk '{print $2}')"
+(( ${relayed:-0} >= 2 * CLIENTS * MESSAGES )) ||
+  tp_fail "/metrics counts ${relayed:-0} packets relayed to clients, expected at least" \
+    "$(( 2 * CLIENTS * MESSAGES ))"
+echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
+
+kill -TERM "${TP_SERVER_PID}"
+status=0
+wait "${TP_SERVER_PID}" || status=$?
+tp_untrack "${TP_SERVER_PID}"
+(( status == 0 )) || tp_fail "turnpiked exited with ${status} after SIGTERM"
+echo "PASS: uclient through the DPDK data plane (net_tap, namespace)"
