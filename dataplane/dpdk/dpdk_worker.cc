@@ -4,6 +4,7 @@
 #include <rte_ethdev.h>
 #include <rte_pause.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -73,6 +74,7 @@ DpdkWorker::~DpdkWorker() {
   engine_.reset();
   for (uint16_t i = 0; i < n_held_; ++i) rte_pktmbuf_free(held_[i]);
   for (uint16_t i = 0; i < n_tx_; ++i) rte_pktmbuf_free(tx_burst_[i]);
+  for (uint16_t i = 0; i < n_hairpin_; ++i) rte_pktmbuf_free(hairpin_[i]);
 }
 
 DpdkWorker::RelayEntry* DpdkWorker::RelayAt(const IpAddress& ip, uint16_t port) {
@@ -134,8 +136,15 @@ void DpdkWorker::Run() {
   spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}", index_, port_, queue_,
                rte_lcore_id());
   while (!stop_->load(std::memory_order_relaxed)) {
-    const uint16_t n = rte_eth_rx_burst(port_, queue_, rx, kBurst);
+    uint16_t n = rte_eth_rx_burst(port_, queue_, rx, kBurst);
     now_ns_ = MonotonicNs();
+    if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
+      const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
+      std::copy(hairpin_, hairpin_ + take, rx + n);
+      std::copy(hairpin_ + take, hairpin_ + n_hairpin_, hairpin_);
+      n_hairpin_ = static_cast<uint16_t>(n_hairpin_ - take);
+      n = static_cast<uint16_t>(n + take);
+    }
     if (n > 0) {
       engine_->SetNow(now_ns_);
       for (uint16_t i = 0; i < n; ++i) HandleFrame(rx[i]);
@@ -196,7 +205,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m) {
   }
   // Replies to a client go back to the MAC its packet came from: learn on-link senders.
   for (const InterfaceAddress& a : config_.dpdk_addresses) {
-    if (a.OnLink(info.src_ip)) {
+    if (a.OnLink(info.src_ip) && !(a.ip == info.src_ip)) {
       neighbors_.Learn(info.src_ip, info.src_mac, NowSeconds(), /*create=*/true);
       break;
     }
@@ -337,7 +346,11 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d) {
     ++counters_.tx_stale_socket;
     return;
   }
-  const std::optional<packet::MacAddress> dst_mac = NextHopMac(d.dst.ip);
+  // To one of our own addresses (a relay talking to another relay of this node, as two
+  // relay-only browsers do): hairpin back into the receive path instead of onto the wire.
+  const bool hairpin = packet::IsOurAddress(ours_, d.dst.ip);
+  const std::optional<packet::MacAddress> dst_mac =
+      hairpin ? std::optional<packet::MacAddress>(mac_) : NextHopMac(d.dst.ip);
   if (!dst_mac) return;
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (m == nullptr) {
@@ -375,6 +388,16 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d) {
   m->data_off = static_cast<uint16_t>(p->frame_offset);
   m->data_len = static_cast<uint16_t>(frame_len);
   m->pkt_len = static_cast<uint32_t>(frame_len);
+  if (hairpin) {
+    if (n_hairpin_ == kBurst) {
+      ++counters_.tx_no_slot;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    hairpin_[n_hairpin_++] = m;  // received on the next loop iteration
+    ++counters_.tx_packets;
+    return;
+  }
   Transmit(m);
 }
 

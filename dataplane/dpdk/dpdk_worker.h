@@ -83,6 +83,8 @@ class DpdkWorker final : public turn::RelayTransport {
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];
   uint16_t n_tx_ = 0;
+  rte_mbuf* hairpin_[kBurst];  // sent to our own addresses: looped into the next RX burst
+  uint16_t n_hairpin_ = 0;
 
   CommandQueue commands_;
   EventBuffer events_;

@@ -8,8 +8,8 @@
 #
 # The client reaches 10.200.0.2:3478 over the TAP link, turnpiked answers ARP itself, relays from
 # 10.200.0.2 to the peer at 10.200.0.1 (next hop resolved by its own ARP), and uclient must
-# receive exactly what it sent: ChannelData (default) and Send/Data indications (-s) runs,
-# zero loss. EAL runs with --no-huge (TAP needs no hugepages). Needs root.
+# receive exactly what it sent: ChannelData (default), Send/Data indications (-s) and
+# client-to-client through two relays (-y), zero loss. EAL runs with --no-huge (TAP needs no hugepages). Needs root.
 #
 # Usage: dpdk_tap_test.sh        (environment: TURNPIKED, the binary; default build/turnpiked)
 set -u
@@ -43,7 +43,7 @@ TP_SERVER_LOG="${TP_TMP}/turnpiked.log"
 "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
   --dpdk-address="${CLIENT_HOST}/24" --listening-port="${TP_PORT}" \
   --min-port="${TP_MIN_PORT}" --max-port="${TP_MAX_PORT}" --realm=turnpike.test \
-  --use-auth-secret --static-auth-secret="${TP_SECRET}" --allowed-peer-ip="${PEER_HOST}" \
+  --use-auth-secret --static-auth-secret="${TP_SECRET}" --allowed-peer-ip="${PEER_HOST}-${CLIENT_HOST}" \
   --control-listen=127.0.0.1:9641 --drain-timeout=0 --log-file=stdout \
   >"${TP_SERVER_LOG}" 2>&1 &
 TP_SERVER_PID=$!
@@ -82,15 +82,18 @@ run() {
 }
 run channel
 run send -s
+# Client to client through two relays of this node: the DPDK worker hairpins relay-to-relay
+# traffic to its own address back into its receive path.
+run c2c -y
 
 metrics="$(curl -s --max-time 2 http://127.0.0.1:9641/metrics)"
 grep -q 'turnpike_build_info{.*backend="dpdk"' <<<"${metrics}" ||
   tp_fail "/metrics does not report backend=dpdk"
 relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<<"${metrics}" |
   awk '{print $2}')"
-(( ${relayed:-0} >= 2 * CLIENTS * MESSAGES )) ||
+(( ${relayed:-0} >= 3 * CLIENTS * MESSAGES )) ||
   tp_fail "/metrics counts ${relayed:-0} packets relayed to clients, expected at least" \
-    "$(( 2 * CLIENTS * MESSAGES ))"
+    "$(( 3 * CLIENTS * MESSAGES ))"
 echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
 
 kill -TERM "${TP_SERVER_PID}"
