@@ -11,6 +11,9 @@
 #   turns  turns:127.0.0.1:TLSPORT?transport=tcp (TURN over TLS) with a throwaway self-signed
 #          certificate (lib.sh); Chromium trusts only that key, via
 #          --ignore-certificate-errors-spki-list
+#   dpdk   turnpiked only: backend=dpdk on net_tap, turn:10.200.0.2:3478?transport=udp over
+#          the TAP link of this test's namespace (lib.sh tp_start_dpdk_server); both relays are
+#          10.200.0.2, so the media crosses the data plane's relay-to-relay hairpin
 # In every mode the selected local relay candidates must report that protocol (relayProtocol
 # udp, tcp or tls), so a silent fallback to another transport fails the test.
 #
@@ -31,8 +34,8 @@ fi
 
 MODE="${1:-udp}"
 case "${MODE}" in
-  udp | tcp | turns) ;;
-  *) tp_fail "unknown mode '${MODE}' (udp, tcp, turns)" ;;
+  udp | tcp | turns | dpdk) ;;
+  *) tp_fail "unknown mode '${MODE}' (udp, tcp, turns, dpdk)" ;;
 esac
 BROWSER_DIR="${TP_LIB_DIR}/browser"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
@@ -50,10 +53,16 @@ case "${MODE}" in
   turns) TP_TLS=1 ;;
 esac
 # shellcheck disable=SC2119  # no extra server arguments; the script's $1 is the mode
-tp_start_server
+if [[ "${MODE}" == dpdk ]]; then
+  # turnpiked's DPDK data plane on net_tap; the browser reaches it over the TAP link.
+  [[ -n "${TP_IN_NETNS:-}" ]] || tp_fail "the dpdk mode needs a network namespace (root)"
+  tp_start_dpdk_server
+else
+  tp_start_server
+fi
 tp_mint_credentials browser
 case "${MODE}" in
-  udp)
+  udp | dpdk)
     turn_url="turn:${TP_HOST}:${TP_PORT}?transport=udp" relay_protocol=udp ;;
   tcp)
     turn_url="turn:${TP_HOST}:${TP_PORT}?transport=tcp" relay_protocol=tcp ;;
@@ -64,7 +73,8 @@ esac
 rc=0
 TURN_URL="${turn_url}" RELAY_PROTOCOL="${relay_protocol}" TLS_SPKI="${TP_CERT_SPKI}" \
   TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
-  RELAY_MIN_PORT="${TP_MIN_PORT}" RELAY_MAX_PORT="${TP_MAX_PORT}" CHROMIUM="${CHROMIUM}" \
+  RELAY_MIN_PORT="${TP_MIN_PORT}" RELAY_MAX_PORT="${TP_MAX_PORT}" RELAY_HOST="${TP_HOST}" \
+  CHROMIUM="${CHROMIUM}" \
   timeout "${BROWSER_DEADLINE:-180}" node "${BROWSER_DIR}/run.mjs" &
 node_pid=$!
 tp_track "${node_pid}"

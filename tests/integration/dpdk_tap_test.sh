@@ -23,48 +23,17 @@ fi
 . "$(dirname "$0")/lib.sh"
 
 SERVER=turnpiked
-CLIENT_HOST=10.200.0.2  # the data plane's address: server and relayed address
-PEER_HOST=10.200.0.1    # the kernel side of the TAP link
 CLIENTS="${UCLIENT_CLIENTS:-10}"
 MESSAGES="${UCLIENT_MESSAGES:-50}"
 LENGTH="${UCLIENT_LENGTH:-170}"
-TP_PORT=3478            # a namespace of our own: fixed ports are free
-TP_MIN_PORT=40000
-TP_MAX_PORT=40999
 PEER_PORT=3480
 
 tp_require turnutils_uclient turnutils_peer turnutils_stunclient ip curl
 tp_init
 ip link set lo up
-
-# A file prefix of our own so that parallel DPDK processes never share runtime files.
-eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=tp-tap-$$ --vdev=net_tap0,iface=tp0"
-TP_SERVER_LOG="${TP_TMP}/turnpiked.log"
-"${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
-  --dpdk-address="${CLIENT_HOST}/24" --listening-port="${TP_PORT}" \
-  --min-port="${TP_MIN_PORT}" --max-port="${TP_MAX_PORT}" --realm=turnpike.test \
-  --use-auth-secret --static-auth-secret="${TP_SECRET}" --allowed-peer-ip="${PEER_HOST}-${CLIENT_HOST}" \
-  --control-listen=127.0.0.1:9641 --drain-timeout=0 --log-file=stdout \
-  >"${TP_SERVER_LOG}" 2>&1 &
-TP_SERVER_PID=$!
-tp_track "${TP_SERVER_PID}"
-
-deadline=$(( SECONDS + 30 ))
-until ip link show tp0 >/dev/null 2>&1; do
-  kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited before creating tp0"
-  (( SECONDS < deadline )) || tp_fail "no tp0 interface within 30 s"
-  sleep 0.1  # poll interval
-done
-ip addr add "${PEER_HOST}/24" dev tp0
-ip link set tp0 up
-until timeout 1 turnutils_stunclient -p "${TP_PORT}" "${CLIENT_HOST}" 2>&1 |
-    grep -q "reflexive addr: ${PEER_HOST}"; do
-  kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited during start-up"
-  (( SECONDS < deadline )) || tp_fail "no STUN answer from ${CLIENT_HOST} through DPDK"
-  sleep 0.2  # poll interval
-done
-tp_log "turnpiked (DPDK, pid ${TP_SERVER_PID}) answers STUN on ${CLIENT_HOST}:${TP_PORT}"
-grep -q 'backend dpdk' "${TP_SERVER_LOG}" || tp_fail "the server did not start the DPDK backend"
+tp_start_dpdk_server
+CLIENT_HOST="${TP_HOST}"          # the data plane's address: server and relayed address
+PEER_HOST="${TP_DPDK_PEER_HOST}"  # the kernel side of the TAP link
 
 turnutils_peer -L "${PEER_HOST}" -p "${PEER_PORT}" >"${TP_TMP}/peer.log" 2>&1 &
 tp_track $!
@@ -96,9 +65,5 @@ relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<
     "$(( 3 * CLIENTS * MESSAGES ))"
 echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
 
-kill -TERM "${TP_SERVER_PID}"
-status=0
-wait "${TP_SERVER_PID}" || status=$?
-tp_untrack "${TP_SERVER_PID}"
-(( status == 0 )) || tp_fail "turnpiked exited with ${status} after SIGTERM"
+tp_stop_server
 echo "PASS: uclient through the DPDK data plane (net_tap, namespace)"

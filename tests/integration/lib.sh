@@ -487,3 +487,49 @@ check_uclient_output() {
     tp_fail "${what}: byte totals wrong: sent ${send_bytes}, received ${recv_bytes}," \
       "expected ${send_msgs} x ${LENGTH}"
 }
+
+# Starts turnpiked with backend=dpdk on a net_tap port, inside the network namespace the calling
+# script runs in (it must have made one: unshare -n), and configures the kernel side of the TAP
+# link as another host:
+#
+#   kernel: tp0 TP_DPDK_PEER_HOST/24 (10.200.0.1)  <-- TAP -->  turnpiked: TP_HOST/24 (10.200.0.2)
+#
+# EAL runs with --no-huge (TAP needs no hugepages). Waits until the data plane answers a STUN
+# Binding from the kernel side. Extra arguments go to turnpiked. Sets TP_HOST, TP_PORT,
+# TP_MIN_PORT, TP_MAX_PORT, TP_SERVER_PID, TP_SERVER_LOG; the control plane is on
+# 127.0.0.1:9641 of the namespace.
+tp_start_dpdk_server() {
+  [[ -n "${TP_IN_NETNS:-}" ]] || tp_fail "tp_start_dpdk_server must run in a network namespace"
+  [[ -n "${TP_TMP}" ]] || tp_fail "tp_init was not called"
+  TP_HOST=10.200.0.2
+  TP_DPDK_PEER_HOST=10.200.0.1
+  TP_PORT=3478  # the namespace is ours: fixed ports are free
+  TP_MIN_PORT=40000
+  TP_MAX_PORT=40999
+  local eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=tp-tap-$$ --vdev=net_tap0,iface=tp0"
+  TP_SERVER_LOG="${TP_TMP}/turnpiked-dpdk.log"
+  "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
+    --dpdk-address="${TP_HOST}/24" --listening-port="${TP_PORT}" \
+    --min-port="${TP_MIN_PORT}" --max-port="${TP_MAX_PORT}" --realm="${TP_REALM}" \
+    --use-auth-secret --static-auth-secret="${TP_SECRET}" \
+    --allowed-peer-ip="${TP_DPDK_PEER_HOST}-${TP_HOST}" \
+    --control-listen=127.0.0.1:9641 --drain-timeout=0 --log-file=stdout "$@" \
+    >"${TP_SERVER_LOG}" 2>&1 &
+  TP_SERVER_PID=$!
+  tp_track "${TP_SERVER_PID}"
+  local deadline=$(( SECONDS + ${TP_START_DEADLINE:-30} ))
+  until ip link show tp0 >/dev/null 2>&1; do
+    kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited before creating tp0"
+    (( SECONDS < deadline )) || tp_fail "no tp0 interface within the deadline"
+    sleep 0.1  # poll interval
+  done
+  ip addr add "${TP_DPDK_PEER_HOST}/24" dev tp0 || tp_fail "cannot address tp0"
+  ip link set tp0 up || tp_fail "cannot bring tp0 up"
+  until tp_stun_ping "${TP_PORT}"; do
+    kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited during start-up"
+    (( SECONDS < deadline )) || tp_fail "no STUN answer from ${TP_HOST} through DPDK"
+    sleep 0.2  # poll interval
+  done
+  grep -q 'backend dpdk' "${TP_SERVER_LOG}" || tp_fail "the server did not start the DPDK backend"
+  tp_log "turnpiked (DPDK on net_tap, pid ${TP_SERVER_PID}) answers STUN on ${TP_HOST}:${TP_PORT}"
+}

@@ -51,6 +51,8 @@ const cfg = {
   timeoutMs: Number(process.env.TEST_TIMEOUT_MS || 90000),
 };
 const relayMin = Number(requiredEnv('RELAY_MIN_PORT'));
+// The relayed address: 127.0.0.1, or the DPDK data plane's address in the dpdk mode.
+const relayHost = process.env.RELAY_HOST || '127.0.0.1';
 const relayMax = Number(requiredEnv('RELAY_MAX_PORT'));
 const relayProtocol = requiredEnv('RELAY_PROTOCOL');
 if (!['udp', 'tcp', 'tls'].includes(relayProtocol)) {
@@ -163,7 +165,7 @@ function check(result) {
         continue;
       }
       if (c.candidateType !== 'relay') fail(`${where}: type is not relay`);
-      if (c.address !== '127.0.0.1') fail(`${where}: address is not 127.0.0.1`);
+      if (c.address !== relayHost) fail(`${where}: address is not ${relayHost}`);
       if (!(c.port >= relayMin && c.port <= relayMax)) {
         fail(`${where}: port outside the relay range ${relayMin}-${relayMax}`);
       }
