@@ -7,6 +7,8 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
 
 #include <string>
 #include <vector>
@@ -46,6 +48,42 @@ std::string EalError(int err) {
   return absl::StrFormat("DPDK EAL initialisation failed: %s%s", rte_strerror(err), hint);
 }
 
+// The EAL exists once per process, so its telemetry callbacks (plain function pointers, run on
+// the EAL's telemetry thread) find the backend here. Reads are of counters written by the
+// workers without atomics: stale values are fine, as for /metrics.
+const DpdkBackend* g_backend = nullptr;
+
+int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data* d) {
+  if (g_backend == nullptr) return -1;
+  turn::EngineCounters e;
+  IoCounters io;
+  for (size_t w = 0; w < g_backend->worker_count(); ++w) {
+    e.Add(g_backend->engine_counters(w));
+    const IoCounters& c = g_backend->io_counters(w);
+    io.rx_packets += c.rx_packets;
+    io.tx_packets += c.tx_packets;
+    io.rx_exception += c.rx_exception;
+    io.tx_neighbor_pending += c.tx_neighbor_pending;
+    io.allocations += c.allocations;
+  }
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_u64(d, "workers", g_backend->worker_count());
+  rte_tel_data_add_dict_u64(d, "allocations", io.allocations);
+  rte_tel_data_add_dict_u64(d, "rx_packets", io.rx_packets);
+  rte_tel_data_add_dict_u64(d, "tx_packets", io.tx_packets);
+  rte_tel_data_add_dict_u64(d, "rx_not_for_relay", io.rx_exception);
+  rte_tel_data_add_dict_u64(d, "tx_neighbor_unresolved", io.tx_neighbor_pending);
+  rte_tel_data_add_dict_u64(d, "relayed_to_peer", e.to_peer_packets);
+  rte_tel_data_add_dict_u64(d, "relayed_to_client", e.to_client_packets);
+  rte_tel_data_add_dict_u64(d, "stun_requests", e.stun_requests);
+  for (size_t i = 0; i < e.drops.size(); ++i) {
+    const std::string name =
+        "drop_" + std::string(turn::DropReasonName(static_cast<turn::DropReason>(i)));
+    rte_tel_data_add_dict_u64(d, name.c_str(), e.drops[i]);
+  }
+  return 0;
+}
+
 static int LaunchWorker(void* arg) {
   static_cast<DpdkWorker*>(arg)->Run();
   return 0;
@@ -72,6 +110,15 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0) {
     return absl::UnavailableError(EalError(rte_errno));
   }
+
+  // dpdk-dumpcap / dpdk-pdump attach to a running node as secondary processes (they need the
+  // same --file-prefix, and hugepages: a --no-huge primary cannot share its memory).
+  if (rte_pdump_init() != 0) {
+    spdlog::warn("rte_pdump_init failed ({}): packet capture with dpdk-dumpcap is unavailable",
+                 rte_strerror(rte_errno));
+  }
+  rte_telemetry_register_cmd("/turnpike/counters", TelemetryCounters,
+                             "Turnpike's relay counters, summed over workers. No parameters.");
 
   unsigned lcore = rte_get_next_lcore(-1, /*skip_main=*/1, /*wrap=*/0);
   if (lcore >= RTE_MAX_LCORE) {
@@ -137,12 +184,14 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   b->node_ = std::make_unique<turn::NodeState>(cfg);
   b->workers_.push_back(
       std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, &b->stop_));
+  g_backend = b.get();
   return b;
 }
 
 DpdkBackend::~DpdkBackend() {
   Stop();
   Join();
+  if (g_backend == this) g_backend = nullptr;
   workers_.clear();
   if (port_started_) {
     rte_eth_dev_stop(port_);

@@ -65,5 +65,17 @@ relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<
     "$(( 3 * CLIENTS * MESSAGES ))"
 echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
 
+# The same counters through DPDK telemetry (the node registers /turnpike/counters).
+if command -v dpdk-telemetry.py >/dev/null 2>&1; then
+  tel="$(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${TP_DPDK_PREFIX}" 2>&1)"
+  tel_relayed="$(grep -oE '"relayed_to_client": [0-9]+' <<<"${tel}" | grep -oE '[0-9]+$')"
+  [[ -n "${tel_relayed}" ]] || tp_fail "dpdk-telemetry.py /turnpike/counters answered: ${tel}"
+  (( tel_relayed == relayed )) ||
+    tp_fail "telemetry says ${tel_relayed} relayed to clients, /metrics ${relayed}"
+  echo "dpdk: telemetry /turnpike/counters agrees (relayed_to_client ${tel_relayed})"
+else
+  tp_fail "dpdk-telemetry.py not found (apt-get install dpdk)"
+fi
+
 tp_stop_server
 echo "PASS: uclient through the DPDK data plane (net_tap, namespace)"

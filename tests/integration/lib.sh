@@ -496,7 +496,7 @@ check_uclient_output() {
 #
 # EAL runs with --no-huge (TAP needs no hugepages). Waits until the data plane answers a STUN
 # Binding from the kernel side. Extra arguments go to turnpiked. Sets TP_HOST, TP_PORT,
-# TP_MIN_PORT, TP_MAX_PORT, TP_SERVER_PID, TP_SERVER_LOG; the control plane is on
+# TP_MIN_PORT, TP_MAX_PORT, TP_SERVER_PID, TP_SERVER_LOG, TP_DPDK_PREFIX; the control plane is on
 # 127.0.0.1:9641 of the namespace.
 tp_start_dpdk_server() {
   [[ -n "${TP_IN_NETNS:-}" ]] || tp_fail "tp_start_dpdk_server must run in a network namespace"
@@ -506,7 +506,8 @@ tp_start_dpdk_server() {
   TP_PORT=3478  # the namespace is ours: fixed ports are free
   TP_MIN_PORT=40000
   TP_MAX_PORT=40999
-  local eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=tp-tap-$$ --vdev=net_tap0,iface=tp0"
+  TP_DPDK_PREFIX="tp-tap-$$"  # EAL runtime files of our own (and dpdk-telemetry.py -f)
+  local eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=${TP_DPDK_PREFIX} --vdev=net_tap0,iface=tp0"
   TP_SERVER_LOG="${TP_TMP}/turnpiked-dpdk.log"
   "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
     --dpdk-address="${TP_HOST}/24" --listening-port="${TP_PORT}" \
