@@ -14,23 +14,14 @@
 #include <string>
 
 #include "absl/hash/hash.h"
+#include "turn/net/byte_order.h"
 
 namespace turnpike::dataplane::packet {
 
-inline uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-inline uint32_t Load32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
-inline void Store16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-inline void Store32(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
+using turnpike::Load16;  // turn/net/byte_order.h
+using turnpike::Load32;
+using turnpike::Store16;
+using turnpike::Store32;
 
 // A 48-bit IEEE 802 MAC address in transmission order.
 struct MacAddress {
