@@ -38,6 +38,7 @@
 
 #include "dataplane/uring/uring_backend.h"
 #include "gtest/gtest.h"
+#include "tests/dataplane/udp_test_socket.h"
 #include "turn/stun/message.h"
 
 namespace turnpike::dataplane {
@@ -181,56 +182,8 @@ std::optional<Cert> MakeCert(const std::string& dir, const std::string& name,
 // ---------------------------------------------------------------------------------------------
 // Clients
 
-struct Datagram {
-  SocketAddress from;
-  std::vector<uint8_t> bytes;
-};
-
-// A UDP socket on 127.0.0.1 with a kernel-chosen port (the TURN peer).
-class UdpSocket {
- public:
-  UdpSocket() {
-    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_storage ss;
-    const socklen_t len = SocketAddress{kLoopback, 0}.ToSockaddr(&ss);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
-    socklen_t got = sizeof(ss);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &got);
-    local_ = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
-  }
-  ~UdpSocket() { close(fd_); }
-  UdpSocket(const UdpSocket&) = delete;
-  UdpSocket& operator=(const UdpSocket&) = delete;
-
-  const SocketAddress& local() const { return local_; }
-
-  bool Send(const SocketAddress& to, std::span<const uint8_t> bytes) {
-    sockaddr_storage ss;
-    const socklen_t len = to.ToSockaddr(&ss);
-    return sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-
-  std::optional<Datagram> Receive(int timeout_ms = kTimeoutMs) {
-    if (!PollUntil(fd_, POLLIN, Clock::now() + std::chrono::milliseconds(timeout_ms))) {
-      return std::nullopt;
-    }
-    Datagram d;
-    d.bytes.resize(65536);
-    sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    const ssize_t n =
-        recvfrom(fd_, d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (n < 0) return std::nullopt;
-    d.bytes.resize(static_cast<size_t>(n));
-    d.from = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
-    return d;
-  }
-
- private:
-  int fd_ = -1;
-  SocketAddress local_;
-};
+using testing::Datagram;
+using testing::UdpSocket;
 
 // A TCP connection to the server, optionally with TLS on top (OpenSSL client, no certificate
 // verification: the tests compare fingerprints instead). Non-blocking after the handshake;

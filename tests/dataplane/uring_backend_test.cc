@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/dataplane/udp_test_socket.h"
 #include "turn/stun/message.h"
 
 namespace turnpike::dataplane {
@@ -33,59 +34,8 @@ constexpr int kWindow = 50;  // datagrams in flight: keeps socket buffers far fr
 
 const IpAddress kLoopback = IpAddress::Loopback(AddressFamily::kIPv4);
 
-struct Datagram {
-  SocketAddress from;
-  std::vector<uint8_t> bytes;
-};
-
-// A UDP socket on 127.0.0.1 with a kernel-chosen port.
-class UdpSocket {
- public:
-  UdpSocket() {
-    fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    const int size = 4 << 20;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-    sockaddr_storage ss;
-    const socklen_t len = SocketAddress{kLoopback, 0}.ToSockaddr(&ss);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
-    socklen_t got = sizeof(ss);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &got);
-    local_ = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
-  }
-  ~UdpSocket() { close(fd_); }
-  UdpSocket(const UdpSocket&) = delete;
-  UdpSocket& operator=(const UdpSocket&) = delete;
-
-  const SocketAddress& local() const { return local_; }
-
-  void Send(const SocketAddress& to, std::span<const uint8_t> bytes) {
-    sockaddr_storage ss;
-    const socklen_t len = to.ToSockaddr(&ss);
-    ASSERT_EQ(sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), len),
-              static_cast<ssize_t>(bytes.size()))
-        << strerror(errno);
-  }
-
-  std::optional<Datagram> Receive(int timeout_ms = kTimeoutMs) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) != 1) return std::nullopt;
-    Datagram d;
-    d.bytes.resize(65536);
-    sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    const ssize_t n =
-        recvfrom(fd_, d.bytes.data(), d.bytes.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (n < 0) return std::nullopt;
-    d.bytes.resize(static_cast<size_t>(n));
-    d.from = SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
-    return d;
-  }
-
- private:
-  int fd_ = -1;
-  SocketAddress local_;
-};
+using testing::Datagram;
+using testing::UdpSocket;
 
 // Polls `done` (counters another thread writes) until it holds or five seconds pass.
 template <typename F>
