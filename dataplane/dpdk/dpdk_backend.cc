@@ -64,6 +64,8 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
     io.tx_packets += c.tx_packets;
     io.rx_exception += c.rx_exception;
     io.tx_neighbor_pending += c.tx_neighbor_pending;
+    io.tx_err_again += c.tx_err_again;
+    io.tx_no_slot += c.tx_no_slot;
     io.allocations += c.allocations;
   }
   rte_tel_data_start_dict(d);
@@ -73,6 +75,8 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "tx_packets", io.tx_packets);
   rte_tel_data_add_dict_u64(d, "rx_not_for_relay", io.rx_exception);
   rte_tel_data_add_dict_u64(d, "tx_neighbor_unresolved", io.tx_neighbor_pending);
+  rte_tel_data_add_dict_u64(d, "tx_ring_full", io.tx_err_again);
+  rte_tel_data_add_dict_u64(d, "tx_no_mbuf", io.tx_no_slot);
   rte_tel_data_add_dict_u64(d, "relayed_to_peer", e.to_peer_packets);
   rte_tel_data_add_dict_u64(d, "relayed_to_client", e.to_client_packets);
   rte_tel_data_add_dict_u64(d, "stun_requests", e.stun_requests);
