@@ -10,6 +10,7 @@
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,9 +52,11 @@ std::string EalError(int err) {
 // The EAL exists once per process, so its telemetry callbacks (plain function pointers, run on
 // the EAL's telemetry thread) find the backend here. Reads are of counters written by the
 // workers without atomics: stale values are fine, as for /metrics.
-const DpdkBackend* g_backend = nullptr;
+std::mutex g_backend_mu;
+const DpdkBackend* g_backend = nullptr;  // guarded by g_backend_mu
 
 int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data* d) {
+  std::lock_guard lock(g_backend_mu);  // the backend is not destroyed while this reads it
   if (g_backend == nullptr) return -1;
   turn::EngineCounters e;
   IoCounters io;
@@ -188,14 +191,20 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   b->node_ = std::make_unique<turn::NodeState>(cfg);
   b->workers_.push_back(
       std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, &b->stop_));
-  g_backend = b.get();
+  {
+    std::lock_guard lock(g_backend_mu);
+    g_backend = b.get();
+  }
   return b;
 }
 
 DpdkBackend::~DpdkBackend() {
   Stop();
   Join();
-  if (g_backend == this) g_backend = nullptr;
+  {
+    std::lock_guard lock(g_backend_mu);
+    if (g_backend == this) g_backend = nullptr;
+  }
   workers_.clear();
   if (port_started_) {
     rte_eth_dev_stop(port_);

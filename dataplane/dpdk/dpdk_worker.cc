@@ -24,6 +24,8 @@ constexpr uint8_t kProtoUdp = 17;
 constexpr uint8_t kProtoIcmp = 1;
 constexpr uint8_t kProtoIcmpv6 = 58;
 constexpr uint64_t kTickNs = 100'000'000;  // engine timer period, as on the uring backend
+constexpr size_t kEthernetHeader = 14;
+constexpr size_t kMaxIpPacket = 1500;  // the Ethernet MTU (jumbo frames: not configurable yet)
 
 uint64_t MonotonicNs() {
   timespec ts;
@@ -203,9 +205,13 @@ void DpdkWorker::HandleFrame(rte_mbuf* m) {
     rte_pktmbuf_free(m);
     return;
   }
-  // Replies to a client go back to the MAC its packet came from: learn on-link senders.
+  // Replies to a client go back to the MAC its packet came from: learn on-link senders (never
+  // a gateway's address from a data packet: one forged source would redirect all off-link
+  // traffic; gateways are learned from ARP / ND only).
+  const bool is_gateway = std::find(config_.dpdk_gateways.begin(), config_.dpdk_gateways.end(),
+                                    info.src_ip) != config_.dpdk_gateways.end();
   for (const InterfaceAddress& a : config_.dpdk_addresses) {
-    if (a.OnLink(info.src_ip) && !(a.ip == info.src_ip)) {
+    if (!is_gateway && a.OnLink(info.src_ip) && !(a.ip == info.src_ip)) {
       neighbors_.Learn(info.src_ip, info.src_mac, NowSeconds(), /*create=*/true);
       break;
     }
@@ -376,6 +382,14 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d) {
   params.dst = d.dst;
   if ((d.socket & kRelayBit) != 0) {
     params.dont_fragment = relays_[(d.socket >> 16) & 1][d.socket & 0xFFFF].dont_fragment;
+  }
+  params.ipv4_id = ++ipv4_id_;  // used only without DF (RFC 6864)
+  // No fragmentation here yet: a datagram that would not fit the link is dropped and counted
+  // (the kernel backend would fragment it).
+  if (size + packet::UdpHeadersSize(params) - kEthernetHeader > kMaxIpPacket) {
+    ++counters_.tx_too_big;
+    rte_pktmbuf_free(m);
+    return;
   }
   const std::optional<packet::Prepended> p = packet::PrependUdpHeaders(
       std::span<uint8_t>(base, m->data_off + size), m->data_off, size, params);

@@ -70,6 +70,7 @@ class DpdkWorker final : public turn::RelayTransport {
   const std::atomic<bool>* const stop_;
   std::vector<IpAddress> ours_;  // every dpdk-address
   uint64_t now_ns_ = 0;
+  uint16_t ipv4_id_ = 0;
 
   std::unique_ptr<turn::Engine> engine_;
   std::unique_ptr<turn::TxBatch> tx_;

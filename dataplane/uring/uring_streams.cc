@@ -253,7 +253,7 @@ void UringWorker::FeedFramer(uint32_t index, std::span<const uint8_t> bytes) {
 
 void UringWorker::StreamSend(const turn::TxDesc& d) {
   Conn* c = ConnFor(d.socket);
-  if (c == nullptr) {
+  if (c == nullptr || c->doomed) {
     ++counters_.tx_stale_socket;
     return;
   }
@@ -370,6 +370,9 @@ void UringWorker::CloseConn(uint32_t index, CloseReason reason) {
     [[maybe_unused]] ssize_t n =
         send(c.fd, c.pending.data(), c.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
+  // A send queued this iteration still sits in the SQ and names the fd by number: hand it to
+  // the kernel before the number is closed and possibly reused by the next accept or socket.
+  if (c.send_inflight && io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
   // shutdown() first: it wakes a send blocked on a full socket buffer, whose CQE frees the slot.
   shutdown(c.fd, SHUT_RDWR);
   close(c.fd);
