@@ -329,6 +329,9 @@ void UringWorker::CloseRelay(turn::SocketId socket) {
   // Cancelled synchronously, so that once close() returns the port is really free for
   // NodeState to hand out again (an in-flight request holds a reference to the socket).
   if (r.armed) CancelNow(UserData(kRelayRecv, r.gen, index));
+  // Sends queued for this relay this iteration name its fd by number: submit them before the
+  // number is closed and possibly reused by the next socket().
+  if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
   close(r.fd);
   r.fd = -1;
   r.armed = false;
