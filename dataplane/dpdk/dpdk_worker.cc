@@ -2,6 +2,7 @@
 #include "dataplane/dpdk/dpdk_worker.h"
 
 #include <rte_ethdev.h>
+#include <rte_cycles.h>
 #include <rte_pause.h>
 
 #include <algorithm>
@@ -132,14 +133,23 @@ std::optional<SocketAddress> DpdkWorker::SourceOf(turn::SocketId socket) const {
 
 void DpdkWorker::Run() {
   rte_mbuf* rx[kBurst];
-  now_ns_ = MonotonicNs();
+  // The clock is read on every poll: the TSC (a few cycles) instead of clock_gettime (about
+  // 20 ns), anchored to CLOCK_MONOTONIC once.
+  const uint64_t tsc_hz = rte_get_tsc_hz();
+  const uint64_t base_tsc = rte_rdtsc();
+  const uint64_t base_ns = MonotonicNs();
+  auto clock_ns = [&]() {
+    const __uint128_t cycles = rte_rdtsc() - base_tsc;
+    return base_ns + static_cast<uint64_t>(cycles * 1'000'000'000u / tsc_hz);
+  };
+  now_ns_ = base_ns;
   engine_->SetNow(now_ns_);
   uint64_t next_tick = now_ns_ + kTickNs;
   spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}", index_, port_, queue_,
                rte_lcore_id());
   while (!stop_->load(std::memory_order_relaxed)) {
     uint16_t n = rte_eth_rx_burst(port_, queue_, rx, kBurst);
-    now_ns_ = MonotonicNs();
+    now_ns_ = clock_ns();
     if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
       const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
       std::copy(hairpin_, hairpin_ + take, rx + n);
@@ -167,7 +177,7 @@ void DpdkWorker::Run() {
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     if (n > 0) {
-      counters_.busy_ns += MonotonicNs() - now_ns_;
+      counters_.busy_ns += clock_ns() - now_ns_;
     } else {
       rte_pause();
     }
