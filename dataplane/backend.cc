@@ -63,7 +63,8 @@ void CommandQueue::Post(WorkerCommand command) {
 // The engine calls below walk or change the worker's tables (ListAllocations is O(allocations),
 // about a microsecond per allocation), which is why they run on the worker's thread and not on
 // the HTTP thread.
-size_t CommandQueue::RunAll(turn::Engine& engine, const std::function<void()>& after_kill) {
+void CommandQueue::RunAll(turn::Engine& engine, const std::function<void()>& after_kill,
+                          uint64_t* ran) {
   {
     std::lock_guard lock(mu_);
     pending_.store(false, std::memory_order_relaxed);
@@ -85,11 +86,10 @@ size_t CommandQueue::RunAll(turn::Engine& engine, const std::function<void()>& a
         if (c.config != nullptr) engine.Reconfigure(*c.config);
         break;
     }
+    ++*ran;
     if (c.done) c.done(std::move(reply));
   }
-  const size_t n = running_.size();
   running_.clear();
-  return n;
 }
 
 }  // namespace turnpike::dataplane

@@ -139,8 +139,8 @@ class CommandQueue {
   bool pending() const { return pending_.load(std::memory_order_relaxed); }
   // Runs every queued command against `engine` on the calling (worker) thread, calling
   // `after_kill` after an allocation was ended (the backend flushes what the engine queued),
-  // then each command's `done`. Returns how many ran.
-  size_t RunAll(turn::Engine& engine, const std::function<void()>& after_kill);
+  // counting each in `*ran` before its `done` is called (so a caller woken by `done` sees it).
+  void RunAll(turn::Engine& engine, const std::function<void()>& after_kill, uint64_t* ran);
 
  private:
   std::atomic<bool> pending_{false};

@@ -171,7 +171,9 @@ void DpdkWorker::Run() {
       ++counters_.ticks;
       next_tick = now_ns_ + kTickNs;
     }
-    if (commands_.pending()) counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
+    if (commands_.pending()) {
+      commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
+    }
     events_.Flush();
     DrainTx();
     counters_.allocations = engine_->allocation_count();
@@ -182,7 +184,9 @@ void DpdkWorker::Run() {
       rte_pause();
     }
   }
-  if (commands_.pending()) counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
+  if (commands_.pending()) {
+    commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
+  }
   engine_->CloseAll();
   FlushTx();
   DrainTx();

@@ -207,7 +207,7 @@ void UringWorker::Post(WorkerCommand command) {
 }
 
 void UringWorker::RunCommands() {
-  counters_.commands += commands_.RunAll(*engine_, [this] { FlushTx(); });
+  commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
 }
 
 io_uring_sqe* UringWorker::GetSqe() {
