@@ -58,39 +58,7 @@ std::string RenderMetrics(const MetricsInput& in) {
   turn::EngineCounters e;
   for (const turn::EngineCounters& w : in.engine) e.Add(w);
   dataplane::IoCounters io;
-  for (const dataplane::IoCounters& w : in.io) {
-    io.rx_packets += w.rx_packets;
-    io.rx_bytes += w.rx_bytes;
-    io.rx_enobufs += w.rx_enobufs;
-    io.rx_truncated += w.rx_truncated;
-    io.rx_errors += w.rx_errors;
-    io.tx_packets += w.tx_packets;
-    io.tx_bytes += w.tx_bytes;
-    io.tx_no_slot += w.tx_no_slot;
-    io.tx_no_sqe += w.tx_no_sqe;
-    io.tx_too_big += w.tx_too_big;
-    io.tx_stale_socket += w.tx_stale_socket;
-    io.tx_err_again += w.tx_err_again;
-    io.tx_err_unreachable += w.tx_err_unreachable;
-    io.tx_err_denied += w.tx_err_denied;
-    io.tx_err_too_big += w.tx_err_too_big;
-    io.tx_err_other += w.tx_err_other;
-    io.streams += w.streams;
-    io.stream_accepted += w.stream_accepted;
-    io.stream_refused_total += w.stream_refused_total;
-    io.stream_refused_per_ip += w.stream_refused_per_ip;
-    io.stream_accept_errors += w.stream_accept_errors;
-    io.stream_closed_by_client += w.stream_closed_by_client;
-    io.stream_errors += w.stream_errors;
-    io.stream_framing_errors += w.stream_framing_errors;
-    io.stream_tls_failures += w.stream_tls_failures;
-    io.stream_handshake_timeouts += w.stream_handshake_timeouts;
-    io.stream_idle_timeouts += w.stream_idle_timeouts;
-    io.stream_tx_dropped += w.stream_tx_dropped;
-    io.tls_handshakes += w.tls_handshakes;
-    io.rx_exception += w.rx_exception;
-    io.tx_neighbor_pending += w.tx_neighbor_pending;
-  }
+  for (const dataplane::IoCounters& w : in.io) io.Add(w);
 
   Writer m;
   m.Family("turnpike_build_info", "gauge", "Build and run information; always 1.");

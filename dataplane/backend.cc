@@ -92,4 +92,48 @@ void CommandQueue::RunAll(turn::Engine& engine, const std::function<void()>& aft
   running_.clear();
 }
 
+void IoCounters::Add(const IoCounters& o) {
+  rx_packets += o.rx_packets;
+  rx_bytes += o.rx_bytes;
+  rx_enobufs += o.rx_enobufs;
+  rx_truncated += o.rx_truncated;
+  rx_errors += o.rx_errors;
+  rx_rearms += o.rx_rearms;
+  tx_packets += o.tx_packets;
+  tx_bytes += o.tx_bytes;
+  tx_no_slot += o.tx_no_slot;
+  tx_no_sqe += o.tx_no_sqe;
+  tx_too_big += o.tx_too_big;
+  tx_stale_socket += o.tx_stale_socket;
+  tx_err_again += o.tx_err_again;
+  tx_err_unreachable += o.tx_err_unreachable;
+  tx_err_denied += o.tx_err_denied;
+  tx_err_too_big += o.tx_err_too_big;
+  tx_err_other += o.tx_err_other;
+  relays_opened += o.relays_opened;
+  relays_closed += o.relays_closed;
+  relay_open_failures += o.relay_open_failures;
+  bursts += o.bursts;
+  ticks += o.ticks;
+  allocations += o.allocations;
+  busy_ns += o.busy_ns;
+  loop_iterations += o.loop_iterations;
+  commands += o.commands;
+  streams += o.streams;
+  stream_accepted += o.stream_accepted;
+  stream_refused_total += o.stream_refused_total;
+  stream_refused_per_ip += o.stream_refused_per_ip;
+  stream_accept_errors += o.stream_accept_errors;
+  stream_closed_by_client += o.stream_closed_by_client;
+  stream_errors += o.stream_errors;
+  stream_framing_errors += o.stream_framing_errors;
+  stream_tls_failures += o.stream_tls_failures;
+  stream_handshake_timeouts += o.stream_handshake_timeouts;
+  stream_idle_timeouts += o.stream_idle_timeouts;
+  stream_tx_dropped += o.stream_tx_dropped;
+  tls_handshakes += o.tls_handshakes;
+  rx_exception += o.rx_exception;
+  tx_neighbor_pending += o.tx_neighbor_pending;
+}
+
 }  // namespace turnpike::dataplane

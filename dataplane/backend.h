@@ -76,6 +76,10 @@ struct alignas(64) IoCounters {
   // DPDK (dataplane/dpdk).
   uint64_t rx_exception = 0;        // not for the relay (no exception path yet): dropped
   uint64_t tx_neighbor_pending = 0;  // dropped while the next hop's MAC was being resolved
+
+  // Adds every field of `o` (gauges too: a node-wide sum of per-worker gauges). A new counter
+  // goes above this line, in Add, and (if last) in tests/dataplane/backend_test.cc's bound.
+  void Add(const IoCounters& o);
 };
 
 // What a control-plane command returns, filled on the worker's thread.
