@@ -112,25 +112,19 @@ struct Engine::Allocation {
     SocketAddress peer;
     uint64_t expires_s;
   };
+  // Read for every relayed packet: kept together at the front, where PrefetchSlot loads them.
   bool in_use = false;
-  uint32_t generation = 0;  // bumped each time the slot is taken
-  FiveTuple tuple;
   ClientTransport transport = ClientTransport::kUdp;
+  uint32_t generation = 0;  // bumped each time the slot is taken
+  uint64_t expires_s = 0;
   SocketId listener = kInvalidSocket;
   SocketId relay_socket = kInvalidSocket;
-  SocketAddress relay;  // the bound relay address (the requested family)
   // Dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 7.2): an IPv6 relay next to the IPv4
   // one, or the error that kept it from being made (ADDRESS-ERROR-CODE), 0 when not asked.
   SocketId relay6_socket = kInvalidSocket;
+  FiveTuple tuple;
+  SocketAddress relay;  // the bound relay address (the requested family)
   SocketAddress relay6;
-  int relay6_error = 0;
-  uint64_t expires_s = 0;
-  std::string username;
-  stun::TransactionId allocate_tid{};  // to answer a retransmitted Allocate (RFC 8656 7.2)
-  uint32_t lifetime = 0;
-  uint64_t reservation_token = 0;
-  absl::InlinedVector<Permission, 4> permissions;
-  absl::InlinedVector<Channel, 4> channels;
   TokenBucket to_peer_bucket;
   TokenBucket to_client_bucket;
   // Per-allocation statistics for the control API.
@@ -138,6 +132,14 @@ struct Engine::Allocation {
   uint64_t to_peer_bytes = 0;
   uint64_t to_client_packets = 0;
   uint64_t to_client_bytes = 0;
+  absl::InlinedVector<Permission, 4> permissions;
+  absl::InlinedVector<Channel, 4> channels;
+  // Allocation path only (PrefetchSlot stops here).
+  int relay6_error = 0;
+  std::string username;
+  stun::TransactionId allocate_tid{};  // to answer a retransmitted Allocate (RFC 8656 7.2)
+  uint32_t lifetime = 0;
+  uint64_t reservation_token = 0;
 
   bool dual() const { return relay6_socket != kInvalidSocket; }
   bool Serves(AddressFamily family) const {
@@ -261,6 +263,22 @@ void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
       counters_.Drop(DropReason::kUnexpectedClass);
       return;
   }
+}
+
+void Engine::PrefetchClient(const SocketAddress& server, const SocketAddress& client) const {
+  by_tuple_.prefetch(FiveTuple{client, server, uint8_t{IPPROTO_UDP}});
+}
+
+void Engine::PrefetchPeer(uint32_t tag) const {
+  if ((tag >> 1) < slots_.size()) PrefetchSlot(tag >> 1);
+}
+
+void Engine::PrefetchSlot(uint32_t slot) const {
+  // The per-packet fields: from the start of the struct to relay6_error.
+  const Allocation& a = slots_[slot];
+  const char* p = reinterpret_cast<const char*>(&a);
+  const char* end = reinterpret_cast<const char*>(&a.relay6_error);
+  for (; p < end; p += 64) __builtin_prefetch(p);
 }
 
 void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<const uint8_t> data,

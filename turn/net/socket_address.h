@@ -46,10 +46,19 @@ struct IpAddress {
 
   std::string ToString() const;
 
-  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+  // Two 8-byte words: equality and hashing sit on the relay's per-packet path (the defaulted
+  // operator== called memcmp for the array).
+  uint64_t word(size_t i) const {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + 8 * i, 8);
+    return w;
+  }
+  friend bool operator==(const IpAddress& a, const IpAddress& b) {
+    return a.family == b.family && a.word(0) == b.word(0) && a.word(1) == b.word(1);
+  }
   template <typename H>
   friend H AbslHashValue(H h, const IpAddress& a) {
-    return H::combine(std::move(h), a.family, a.bytes);
+    return H::combine(std::move(h), a.word(0), a.word(1) ^ static_cast<uint64_t>(a.family));
   }
 };
 
@@ -84,7 +93,9 @@ struct FiveTuple {
   friend bool operator==(const FiveTuple&, const FiveTuple&) = default;
   template <typename H>
   friend H AbslHashValue(H h, const FiveTuple& t) {
-    return H::combine(std::move(h), t.client, t.server, t.protocol);
+    return H::combine(std::move(h), t.client.ip, t.server.ip,
+                      (uint64_t{t.client.port} << 32) | (uint64_t{t.server.port} << 16) |
+                          t.protocol);
   }
 };
 
