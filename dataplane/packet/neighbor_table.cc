@@ -35,6 +35,12 @@ void NeighborTable::StartResolution(Entry& e, uint64_t now) {
 
 NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t now) {
   Resolution r;
+  Hot& hot = hot_[HotSlot(ip)];
+  if (hot.now == now && hot.ip == ip) {
+    r.disposition = Disposition::kSend;
+    r.mac = hot.mac;
+    return r;
+  }
   auto it = entries_.find(ip);
   if (it == entries_.end()) {
     if (entries_.size() >= options_.capacity) {
@@ -58,6 +64,7 @@ NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t n
     case NeighborState::kReachable:
       r.disposition = Disposition::kSend;
       r.mac = e.mac;
+      hot = Hot{ip, e.mac, now, false};
       return r;
     case NeighborState::kStale:
       r.disposition = Disposition::kSend;
@@ -74,6 +81,8 @@ NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t n
   if (request_due) {
     e.last_request = now;
     r.send_request = true;
+  } else if (r.disposition == Disposition::kSend) {
+    hot = Hot{ip, e.mac, now, false};  // STALE, request already asked for this period
   }
   return r;
 }
@@ -98,6 +107,11 @@ std::optional<NeighborState> NeighborTable::StateOf(const IpAddress& ip, uint64_
 NeighborTable::Learned NeighborTable::Learn(const IpAddress& ip, const MacAddress& mac,
                                             uint64_t now, bool create) {
   Learned learned;
+  Hot& hot = hot_[HotSlot(ip)];
+  if (hot.now == now && hot.learned && hot.ip == ip && hot.mac == mac) {
+    learned.result = LearnResult::kUpdated;  // the same Learn earlier this second: nothing changes
+    return learned;
+  }
   auto it = entries_.find(ip);
   // A dead entry not yet swept counts as absent, but its slot is reused.
   const bool live = it != entries_.end() && Live(it->second, now).has_value();
@@ -124,10 +138,15 @@ NeighborTable::Learned NeighborTable::Learn(const IpAddress& ip, const MacAddres
   e.resolved = true;
   e.queued = 0;
   e.expires = now + options_.reachable_seconds;
+  hot = Hot{ip, mac, now, true};
   return learned;
 }
 
-bool NeighborTable::Erase(const IpAddress& ip) { return entries_.erase(ip) > 0; }
+bool NeighborTable::Erase(const IpAddress& ip) {
+  Hot& hot = hot_[HotSlot(ip)];
+  if (hot.ip == ip) hot = Hot{};
+  return entries_.erase(ip) > 0;
+}
 
 size_t NeighborTable::Sweep(uint64_t now) {
   size_t removed = 0;
@@ -139,6 +158,7 @@ size_t NeighborTable::Sweep(uint64_t now) {
       ++it;
     }
   }
+  if (removed > 0) hot_.fill(Hot{});  // an entry dead at `now` was never cached at `now`; cheap
   return removed;
 }
 

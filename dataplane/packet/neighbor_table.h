@@ -17,11 +17,18 @@
 //
 // Fixed capacity chosen at construction: the hash map is reserved so that inserts and erases at
 // or below capacity never allocate (a test churns it under an allocation counter). Lookups are
-// O(1) (Resolve on a hit: about 50 ns with 4096 entries, conditions as in frame.h; a MAC cached
-// per allocation would avoid most lookups); Sweep is O(size) and belongs in a timer, not per
-// packet.
+// O(1) (Resolve on a hit: about 50 ns with 4096 entries, conditions as in frame.h); Sweep is
+// O(size) and belongs in a timer, not per packet.
+//
+// In front of the hash map sits a small direct-mapped cache of answers given during the current
+// second (`now`): a Resolve that returned kSend without a request, and a Learn. Within one value
+// of `now` neither answer can change except through Learn, Erase or Sweep, which update or clear
+// the cache, so a hit returns exactly what the map would (and a repeated Learn of the same MAC,
+// which every relayed packet from an on-link client asks for, is a no-op). The relay's packets
+// go to a few next hops (a gateway, or on-link peers), so most lookups are hits.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 
@@ -102,12 +109,25 @@ class NeighborTable {
     uint64_t last_request = 0;  // when the last request was asked for
   };
 
+  struct Hot {
+    IpAddress ip;
+    MacAddress mac;
+    uint64_t now = ~uint64_t{0};  // the second this answer holds for; ~0: empty
+    bool learned = false;         // set by Learn (a repeated Learn is then a no-op)
+  };
+  static constexpr size_t kHotSlots = 64;
+  static size_t HotSlot(const IpAddress& ip) {
+    const size_t last = ip.is_v4() ? 3 : 15;
+    return (ip.bytes[last] ^ (ip.bytes[last - 1] << 3)) % kHotSlots;
+  }
+
   // The entry's state at `now`, nullopt when dead.
   std::optional<NeighborState> Live(const Entry& e, uint64_t now) const;
   void StartResolution(Entry& e, uint64_t now);
 
   NeighborTableOptions options_;
   absl::flat_hash_map<IpAddress, Entry> entries_;
+  std::array<Hot, kHotSlots> hot_{};
 };
 
 }  // namespace turnpike::dataplane::packet

@@ -275,5 +275,33 @@ TEST(NeighborTable, ChurnAtCapacityNeverAllocates) {
   }
 }
 
+TEST(NeighborTable, ItsCacheOfTheCurrentSecondFollowsEveryChange) {
+  NeighborTable t(SmallOptions());
+  const IpAddress a = Host(1);
+  const IpAddress b = Host(1 + 8 * 256);  // 10.200.8.1: the same cache slot as 10.200.0.1
+  ASSERT_EQ(t.Learn(a, kMacA, 100, true).result, LearnResult::kCreated);
+  ASSERT_EQ(t.Resolve(a, 100).mac, kMacA);  // cached now
+  // A new MAC in the same second: the next Resolve must see it, not the cached answer.
+  EXPECT_EQ(t.Learn(a, kMacB, 100, true).result, LearnResult::kUpdated);
+  EXPECT_EQ(t.Resolve(a, 100).mac, kMacB);
+  // Another address in the same slot evicts it without confusing the two.
+  ASSERT_EQ(t.Learn(b, kMacA, 100, true).result, LearnResult::kCreated);
+  EXPECT_EQ(t.Resolve(b, 100).mac, kMacA);
+  EXPECT_EQ(t.Resolve(a, 100).mac, kMacB);
+  // Erased: resolution starts again even within the second.
+  ASSERT_TRUE(t.Erase(a));
+  const NeighborTable::Resolution r = t.Resolve(a, 100);
+  EXPECT_EQ(r.disposition, Disposition::kQueue);
+  EXPECT_TRUE(r.send_request);
+  // A repeated Learn of the same MAC in the same second changes nothing it reports.
+  EXPECT_EQ(t.Learn(b, kMacA, 100, true).result, LearnResult::kUpdated);
+  // Next second, an entry past REACHABLE goes STALE and asks for a refresh once, as uncached.
+  const NeighborTable::Resolution stale = t.Resolve(b, 131);
+  EXPECT_EQ(stale.disposition, Disposition::kSend);
+  EXPECT_TRUE(stale.send_request);
+  EXPECT_FALSE(t.Resolve(b, 131).send_request);
+  EXPECT_TRUE(t.Resolve(b, 132).send_request);
+}
+
 }  // namespace
 }  // namespace turnpike::dataplane::packet
