@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "turn/net/socket_address.h"
@@ -65,6 +66,29 @@ inline uint16_t UdpPseudoHeaderChecksum(const IpAddress& src, const IpAddress& d
                                         uint16_t udp_length) {
   return Fold(PseudoHeaderSum(src, dst, 17, udp_length));
 }
+
+// A relayed payload's checksum without reading the payload again (the DPDK TX path): the
+// received datagram's UDP checksum already vouches for the sum of its payload, and the relayed
+// body is that payload or a subspan of it (RFC 1624 arithmetic, RFC 1071 2(B) for odd offsets).
+// A corrupted datagram yields a wrong sum, so the relayed one carries a wrong checksum too and
+// its receiver drops it, as a kernel would have dropped the original: integrity end to end.
+
+// Swaps the bytes of a folded sum: the contribution of data summed from an odd offset.
+constexpr uint16_t Swap16(uint16_t v) { return static_cast<uint16_t>((v << 8) | (v >> 8)); }
+// One's-complement a - b of folded sums.
+constexpr uint16_t SubtractSum(uint16_t a, uint16_t b) {
+  return Fold(uint32_t{a} + static_cast<uint16_t>(~b));
+}
+// The folded sum of the payload of a received UDP datagram from its header's checksum field
+// (`udp` is the 8-byte header, `udp_length` its length field), or nullopt when the field is 0
+// (IPv4: no checksum sent; IPv6: invalid).
+std::optional<uint16_t> UdpPayloadSumFromChecksum(const IpAddress& src, const IpAddress& dst,
+                                                  std::span<const uint8_t> udp,
+                                                  uint16_t udp_length);
+// The folded sum of `body`, a subspan of `payload` whose folded sum is `payload_sum`, computed
+// from the bytes of `payload` outside `body` (a ChannelData header, padding).
+uint16_t SubspanSum(std::span<const uint8_t> payload, uint16_t payload_sum,
+                    std::span<const uint8_t> body);
 
 // ICMPv6 checksum (RFC 4443 2.3) over the pseudo-header and `message`, computed as if the
 // checksum field (bytes 2-3) were zero.

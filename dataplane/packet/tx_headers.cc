@@ -83,6 +83,14 @@ std::optional<Prepended> PrependUdpHeaders(std::span<uint8_t> buffer, size_t pay
   if (params.udp_checksum == UdpChecksumMode::kOffload) {
     checksum =
         UdpPseudoHeaderChecksum(params.src.ip, params.dst.ip, static_cast<uint16_t>(udp_length));
+  } else if (params.udp_checksum == UdpChecksumMode::kPayloadSum) {
+    // Ports and length (not the checksum field, not written yet), the pseudo-header, and the
+    // sum given for the payload.
+    const uint32_t sum = Sum16({l4, 6},
+                               PseudoHeaderSum(params.src.ip, params.dst.ip, kIpProtoUdp,
+                                               static_cast<uint32_t>(udp_length)));
+    checksum = Finish(sum + params.payload_sum);
+    if (checksum == 0) checksum = 0xffff;
   } else {
     checksum = UdpChecksum(params.src.ip, params.dst.ip, {l4, udp_length});
   }

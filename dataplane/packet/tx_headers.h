@@ -31,6 +31,9 @@ enum class UdpChecksumMode : uint8_t {
   // The pseudo-header sum, folded and not complemented, for a NIC with UDP checksum offload:
   // set RTE_MBUF_F_TX_UDP_CKSUM (and RTE_MBUF_F_TX_IPV4 / _IPV6), l2_len and l3_len.
   kOffload,
+  // From UdpTxParams::payload_sum, the payload's folded sum known beforehand (SubspanSum of a
+  // received datagram's checksum): the payload is not read.
+  kPayloadSum,
 };
 
 struct UdpTxParams {
@@ -45,6 +48,7 @@ struct UdpTxParams {
   uint8_t tos = 0;                   // IPv4 TOS / IPv6 traffic class (DSCP + ECN)
   uint32_t ipv6_flow_label = 0;      // low 20 bits
   UdpChecksumMode udp_checksum = UdpChecksumMode::kSoftware;
+  uint16_t payload_sum = 0;  // kPayloadSum only
   // Leave the IPv4 header checksum 0 for RTE_MBUF_F_TX_IP_CKSUM.
   bool ipv4_checksum_offload = false;
 };

@@ -255,5 +255,40 @@ TEST(Checksum, Icmpv6ChecksumRejectsCorruption) {
   EXPECT_FALSE(Icmpv6ChecksumValid(testing::kPeer6, testing::kOur6, std::span(message).first(3)));
 }
 
+TEST(Checksum, PayloadSumFromAReceivedChecksumEqualsTheSumOfThePayload) {
+  std::mt19937 rng(768);
+  for (int i = 0; i < 2000; ++i) {
+    const bool v6 = i % 2 == 1;
+    const IpAddress src = RandomIp(rng, v6);
+    const IpAddress dst = RandomIp(rng, v6);
+    Bytes segment = RandomBytes(rng, 8 + rng() % 300);
+    Store16(&segment[4], static_cast<uint16_t>(segment.size()));
+    Store16(&segment[6], UdpChecksum(src, dst, segment));
+    const std::optional<uint16_t> sum = UdpPayloadSumFromChecksum(
+        src, dst, std::span(segment).first(8), static_cast<uint16_t>(segment.size()));
+    ASSERT_TRUE(sum.has_value());
+    // Equal as one's-complement values: 0x0000 and 0xffff are both zero.
+    const uint16_t expected = ReferenceFoldedSum(std::span(segment).subspan(8));
+    ASSERT_EQ(Fold(uint32_t{*sum} + 1), Fold(uint32_t{expected} + 1)) << i;
+  }
+  Bytes none(8, 0);
+  EXPECT_FALSE(UdpPayloadSumFromChecksum(Ip("10.0.0.1"), Ip("10.0.0.2"), none, 8).has_value());
+}
+
+TEST(Checksum, SubspanSumFromTheBytesAroundItEqualsTheSumOfTheSubspan) {
+  std::mt19937 rng(1071);
+  for (int i = 0; i < 20000; ++i) {
+    Bytes payload = RandomBytes(rng, 1 + rng() % 200);
+    if (i % 16 == 0) std::fill(payload.begin(), payload.end(), 0xff);
+    const size_t begin = rng() % (payload.size() + 1);  // odd and even offsets and lengths
+    const size_t length = rng() % (payload.size() - begin + 1);
+    const std::span<const uint8_t> body = std::span(payload).subspan(begin, length);
+    const uint16_t got = SubspanSum(payload, ReferenceFoldedSum(payload), body);
+    const uint16_t expected = ReferenceFoldedSum(body);
+    ASSERT_EQ(Fold(uint32_t{got} + 1), Fold(uint32_t{expected} + 1))
+        << i << " size " << payload.size() << " begin " << begin << " length " << length;
+  }
+}
+
 }  // namespace
 }  // namespace turnpike::dataplane::packet

@@ -281,5 +281,27 @@ TEST(RewriteUdpEndpoints, RefusesOtherFramesAndFamilies) {
   EXPECT_EQ(frame, before);
 }
 
+TEST(PrependUdpHeaders, AGivenPayloadSumWritesTheSoftwareChecksum) {
+  // A relayed ChannelData body: its sum comes from the received datagram's checksum
+  // (UdpPayloadSumFromChecksum + SubspanSum) instead of a pass over the payload. The frame must
+  // be byte for byte the one kSoftware writes, for both families and odd lengths.
+  for (bool v6 : {false, true}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{28}, size_t{171}, size_t{172}}) {
+      Bytes payload(n);
+      for (size_t i = 0; i < n; ++i) payload[i] = static_cast<uint8_t>(0xf0 + 37 * i);
+      Bytes software = WithHeadroom(payload);
+      const auto a = PrependUdpHeaders(software, kHeadroom, n, PeerToUs(v6));
+      ASSERT_TRUE(a.has_value());
+      UdpTxParams params = PeerToUs(v6);
+      params.udp_checksum = UdpChecksumMode::kPayloadSum;
+      params.payload_sum = Fold(Sum16(payload));
+      Bytes given = WithHeadroom(payload);  // headroom full of 0xcc, checksum field included
+      const auto b = PrependUdpHeaders(given, kHeadroom, n, params);
+      ASSERT_TRUE(b.has_value());
+      EXPECT_EQ(FrameOf(given, *b), FrameOf(software, *a)) << v6 << " " << n;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace turnpike::dataplane::packet
