@@ -504,6 +504,9 @@ const Option kOptions[] = {
      [](std::string_view v, ParseState& s, std::string* d) {
        return SetUnsigned(v, 0, 1023, &Cfg(s).dpdk_port, d);
      }},
+    {"dpdk-no-checksum-offload", Arity::kFlag, "",
+     "compute TX checksums in software even when the port offers offload",
+     [](bool v, ParseState& s) { Cfg(s).dpdk_no_checksum_offload = v; }},
     {"dpdk-address", Arity::kValue, "IP/LEN",
      "an address the DPDK data plane owns, with its prefix (repeatable)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {

@@ -114,6 +114,7 @@ struct ServerConfig {
   // DPDK backend (docs/dpdk.md).
   std::string dpdk_args;                       // passed to rte_eal_init verbatim (split on spaces)
   uint16_t dpdk_port = 0;                      // ethdev port id
+  bool dpdk_no_checksum_offload = false;       // software TX checksums even with offload
   std::vector<InterfaceAddress> dpdk_addresses;  // the data plane's own addresses
   std::vector<IpAddress> dpdk_gateways;          // next hop for off-link peers, one per family
 

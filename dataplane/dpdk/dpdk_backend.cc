@@ -62,14 +62,7 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   IoCounters io;
   for (size_t w = 0; w < g_backend->worker_count(); ++w) {
     e.Add(g_backend->engine_counters(w));
-    const IoCounters& c = g_backend->io_counters(w);
-    io.rx_packets += c.rx_packets;
-    io.tx_packets += c.tx_packets;
-    io.rx_exception += c.rx_exception;
-    io.tx_neighbor_pending += c.tx_neighbor_pending;
-    io.tx_err_again += c.tx_err_again;
-    io.tx_no_slot += c.tx_no_slot;
-    io.allocations += c.allocations;
+    io.Add(g_backend->io_counters(w));
   }
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_u64(d, "workers", g_backend->worker_count());
@@ -80,6 +73,10 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "tx_neighbor_unresolved", io.tx_neighbor_pending);
   rte_tel_data_add_dict_u64(d, "tx_ring_full", io.tx_err_again);
   rte_tel_data_add_dict_u64(d, "tx_no_mbuf", io.tx_no_slot);
+  rte_tel_data_add_dict_u64(d, "tx_too_big", io.tx_too_big);
+  rte_tel_data_add_dict_u64(d, "bursts", io.bursts);
+  rte_tel_data_add_dict_u64(d, "loop_iterations", io.loop_iterations);
+  rte_tel_data_add_dict_u64(d, "busy_ns", io.busy_ns);
   rte_tel_data_add_dict_u64(d, "relayed_to_peer", e.to_peer_packets);
   rte_tel_data_add_dict_u64(d, "relayed_to_client", e.to_client_packets);
   rte_tel_data_add_dict_u64(d, "stun_requests", e.stun_requests);
@@ -154,7 +151,24 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
         absl::StrFormat("cannot create the mbuf pool (%d mbufs): %s", mbufs,
                         rte_strerror(rte_errno)));
   }
+  rte_eth_dev_info info{};
+  if (int rc = rte_eth_dev_info_get(port, &info); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("DPDK port %d: no device info: %s", port, rte_strerror(-rc)));
+  }
+  // Checksum offload where the port has it (UDP over both families; the IPv4 header too):
+  // otherwise the worker derives the UDP checksum from the received one (RFC 1624) or sums it.
+  ChecksumOffload offload;
   rte_eth_conf conf{};
+  const bool may_offload = !cfg.dpdk_no_checksum_offload;
+  if (may_offload && (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_UDP_CKSUM) != 0) {
+    conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+    offload.udp = true;
+  }
+  if (may_offload && (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0) {
+    conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+    offload.ipv4 = true;
+  }
   if (int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc < 0) {
     return absl::UnavailableError(
         absl::StrFormat("configuring DPDK port %d: %s", port, rte_strerror(-rc)));
@@ -176,8 +190,6 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   rte_ether_addr addr{};
   rte_eth_macaddr_get(port, &addr);
   packet::MacAddress mac = packet::MacAddress::From(addr.addr_bytes);
-  rte_eth_dev_info info{};
-  rte_eth_dev_info_get(port, &info);
   const std::string driver = info.driver_name != nullptr ? info.driver_name : "";
   if (driver == "net_tap") {
     // A TAP port reports the kernel interface's own MAC: the data plane is the far end of that
@@ -185,12 +197,15 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     mac.bytes[0] = static_cast<uint8_t>((mac.bytes[0] | 0x02) & ~0x01);
     mac.bytes[5] ^= 0x80;
   }
-  spdlog::info("DPDK port {} ({}) up: MAC {}, {} RX / {} TX descriptors, {} mbufs", port, driver,
-               mac.ToString(), nb_rx, nb_tx, mbufs);
+  spdlog::info(
+      "DPDK port {} ({}) up: MAC {}, {} RX / {} TX descriptors, {} mbufs, TX checksum offload: "
+      "UDP {}, IPv4 header {}",
+      port, driver, mac.ToString(), nb_rx, nb_tx, mbufs, offload.udp ? "yes" : "no",
+      offload.ipv4 ? "yes" : "no");
 
   b->node_ = std::make_unique<turn::NodeState>(cfg);
   b->workers_.push_back(
-      std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, &b->stop_));
+      std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, offload, &b->stop_));
   {
     std::lock_guard lock(g_backend_mu);
     g_backend = b.get();

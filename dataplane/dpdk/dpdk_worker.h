@@ -19,11 +19,17 @@
 
 namespace turnpike::dataplane {
 
+// The port's TX checksum offloads the workers use.
+struct ChecksumOffload {
+  bool udp = false;   // RTE_ETH_TX_OFFLOAD_UDP_CKSUM
+  bool ipv4 = false;  // RTE_ETH_TX_OFFLOAD_IPV4_CKSUM
+};
+
 class DpdkWorker final : public turn::RelayTransport {
  public:
   DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node, uint16_t port,
              uint16_t queue, rte_mempool* pool, const packet::MacAddress& mac,
-             const std::atomic<bool>* stop);
+             ChecksumOffload offload, const std::atomic<bool>* stop);
   ~DpdkWorker() override;
 
   // The lcore body: polls until *stop, then closes every allocation.
@@ -45,12 +51,33 @@ class DpdkWorker final : public turn::RelayTransport {
     bool dont_fragment = false;
   };
 
-  void HandleFrame(rte_mbuf* m);
+  // Where a received frame goes: the engine's client path (tag: listening address index), its
+  // peer path (tag: the relay's engine tag), or neither (ARP, ICMP, ND, or not for the relay).
+  struct Route {
+    enum Kind : uint8_t { kNone, kClient, kPeer } kind = kNone;
+    uint32_t tag = 0;
+  };
+
+  void HandleBurst(rte_mbuf* const* rx, uint16_t n);
+  Route Classify(rte_mbuf* m, packet::FrameInfo& info);
+  void HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route);
+  // On the link of one of our addresses (and not that address itself).
+  bool OnLink(const IpAddress& ip) const;
+  bool IsGateway(const IpAddress& ip) const;
   // ARP, ICMP echo, ND: answers in place (true: `m` was queued for TX or freed).
   bool HandleControl(rte_mbuf* m, std::span<uint8_t> frame, const packet::FrameInfo& info);
   void Learn(std::span<const uint8_t> frame, const packet::FrameInfo& info);
+  // A TX descriptor's body's folded sum when known from the received datagram's checksum.
+  struct BodySum {
+    bool valid = false;
+    uint16_t sum = 0;
+  };
+  // After the engine handled a frame: the body sums of the descriptors from `first_desc` on
+  // whose body lies in this frame's payload.
+  void NoteBodySums(std::span<const uint8_t> frame, const packet::FrameInfo& info,
+                    std::span<const uint8_t> payload, size_t first_desc);
   void FlushTx();  // engine descriptors -> frames -> TX queue
-  void SendDesc(const turn::TxDesc& d);
+  void SendDesc(const turn::TxDesc& d, BodySum body_sum);
   void Transmit(rte_mbuf* m);
   void DrainTx();
   // The next hop's MAC for `dst`, or nullopt (an ARP request / NS went out, the packet is
@@ -67,6 +94,7 @@ class DpdkWorker final : public turn::RelayTransport {
   const uint16_t queue_;
   rte_mempool* const pool_;
   const packet::MacAddress mac_;
+  const ChecksumOffload offload_;
   const std::atomic<bool>* const stop_;
   std::vector<IpAddress> ours_;  // every dpdk-address
   uint64_t now_ns_ = 0;
@@ -80,6 +108,7 @@ class DpdkWorker final : public turn::RelayTransport {
   IpAddress relay_ip_[2];
   bool has_relay_ip_[2] = {false, false};
 
+  BodySum body_sums_[turn::TxBatch::kCapacity];  // per descriptor of tx_
   rte_mbuf* held_[kBurst];  // received mbufs the TxBatch may point into
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];

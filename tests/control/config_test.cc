@@ -844,10 +844,11 @@ namespace {
 TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
   auto r = Load({"--backend=dpdk", "--dpdk-args=-l 0-1 --no-huge", "--dpdk-port=1",
                  "--dpdk-address=10.200.0.2/24", "--dpdk-address=2001:db8::2/64",
-                 "--dpdk-gateway=10.200.0.1"});
+                 "--dpdk-gateway=10.200.0.1", "--dpdk-no-checksum-offload"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
   EXPECT_EQ(c.backend, Backend::kDpdk);
+  EXPECT_TRUE(c.dpdk_no_checksum_offload);
   EXPECT_EQ(c.dpdk_args, "-l 0-1 --no-huge");
   EXPECT_EQ(c.dpdk_port, 1);
   ASSERT_EQ(c.dpdk_addresses.size(), 2u);
