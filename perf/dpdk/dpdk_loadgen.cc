@@ -33,8 +33,12 @@
 //
 // Output: a human-readable report per trial and one machine-readable line
 //   GEN mode=relay|raw trials=T rate_pps=R seconds=S sent=N received=M delivered_mpps=X
-//       offered_mpps=Y loss_pct=W p50_us=A p99_us=B misrouted=K
-// for the chosen trial.
+//       offered_mpps=Y loss_pct=W p50_us=A p99_us=B misrouted=K bad_checksums=C
+// for the chosen trial; the exit status is 1 when K or C is not 0.
+//
+// Every frame carries a UDP checksum, as a kernel-stack client's does (computed from a per-
+// direction base sum plus the patched fields, not over the whole payload), and one received
+// frame in 16 has its checksum verified (bad_checksums: the relay's checksum arithmetic).
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -57,6 +61,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "dataplane/packet/arp.h"
+#include "dataplane/packet/checksum.h"
 #include "dataplane/packet/frame.h"
 #include "dataplane/packet/reply.h"
 #include "dataplane/packet/tx_headers.h"
@@ -222,6 +227,8 @@ struct Trial {
   uint64_t received[2] = {0, 0};  // [0] at the peers (from ChannelData), [1] at the clients
   uint64_t received_in_window = 0;
   uint64_t misrouted = 0;
+  uint64_t checked = 0;        // received frames whose UDP checksum was verified
+  uint64_t bad_checksums = 0;  // ... and found wrong
   uint64_t tx_full = 0;  // offers the TX ring refused (back-pressure, retried; not loss)
   loadgen::LatencyHistogram latency;
 
@@ -270,6 +277,9 @@ class Generator {
   uint16_t n_ctl_ = 0;
   // Phase 2.
   std::vector<uint8_t> templates_[2];  // whole frames; ports, channel and body patched per packet
+  // Per direction: the UDP checksum's sum over the pseudo-header and the template's segment with
+  // ports, channel and body fields zero; FillFrame adds the patched fields.
+  uint32_t base_sum_[2] = {0, 0};
   Trial* trial_ = nullptr;
   uint32_t trial_id_ = 0;
   uint64_t tsc_hz_ = 0;
@@ -538,7 +548,12 @@ void Generator::BuildTemplates() {
     p.dst = {o_.server_ip, 1};
     p.dont_fragment = true;  // IPv4 ID 0: the IP header is the same for every packet
     packet::PrependUdpHeaders(std::span<uint8_t>(t), kEthIpUdp, udp_payload, p);
-    t[40] = t[41] = 0;  // no UDP checksum (IPv4 allows it); ports change per packet
+    std::vector<uint8_t> segment(t.begin() + 34, t.end());
+    segment[0] = segment[1] = segment[2] = segment[3] = 0;  // ports
+    segment[6] = segment[7] = 0;                            // checksum field
+    if (dir == 0) segment[8] = segment[9] = 0;              // channel number
+    base_sum_[dir] = packet::Sum16(segment, packet::PseudoHeaderSum(p.src.ip, p.dst.ip, 17,
+                                                                    segment.size()));
   }
   std::printf("frames: %zu bytes (ChannelData, client -> relay), %zu bytes (UDP, peer -> relay)\n",
               templates_[0].size(), templates_[1].size());
@@ -567,9 +582,21 @@ void Generator::FillFrame(uint8_t* p, uint64_t k, uint64_t tsc) {
   Store32(body + 12, static_cast<uint32_t>(dir));
   std::memcpy(body + 16, &k, 8);
   std::memcpy(body + 24, &tsc, 8);
+  uint32_t sum = packet::Sum16({p + 34, 4}, base_sum_[dir]);
+  if (dir == 0) sum += a.channel;
+  const uint16_t checksum = packet::Finish(packet::Sum16({body, kBodyHeader}, sum));
+  Store16(p + 40, checksum == 0 ? 0xffff : checksum);
 }
 
 void Generator::HandleTraffic(std::span<const uint8_t> frame, const packet::FrameInfo& info) {
+  if ((trial_->checked + trial_->misrouted + trial_->total_received()) % 16 == 0) {
+    ++trial_->checked;
+    const std::span<const uint8_t> segment = frame.subspan(info.l4_offset, info.l4_length);
+    if (segment.size() < 8 || (segment[6] == 0 && segment[7] == 0) ||
+        !packet::UdpChecksumValid(info.src_ip, info.dst_ip, segment)) {
+      ++trial_->bad_checksums;
+    }
+  }
   std::span<const uint8_t> payload = frame.subspan(info.payload_offset, info.payload_length);
   std::optional<uint16_t> channel;
   if (payload.size() >= 4 && (payload[0] & 0xC0) == 0x40) {  // ChannelData
@@ -651,9 +678,15 @@ Trial Generator::RunTrial(double rate, double seconds) {
         if (restamp) {
           for (uint16_t i = 0; i < n_pending; ++i) {
             const uint64_t seq = k + i;
-            uint8_t* body = rte_pktmbuf_mtod(pending[i], uint8_t*) + kEthIpUdp +
-                            ((seq & 1) == 0 ? stun::kChannelDataHeaderSize : 0);
+            uint8_t* frame = rte_pktmbuf_mtod(pending[i], uint8_t*);
+            uint8_t* body =
+                frame + kEthIpUdp + ((seq & 1) == 0 ? stun::kChannelDataHeaderSize : 0);
+            uint8_t old_stamp[8];
+            std::memcpy(old_stamp, body + 24, 8);
             std::memcpy(body + 24, &now, 8);
+            const uint16_t c =
+                packet::ChecksumUpdateBytes(Load16(frame + 40), old_stamp, {body + 24, 8});
+            Store16(frame + 40, c == 0 ? 0xffff : c);
           }
         }
         const uint16_t sent = rte_eth_tx_burst(o_.port, 0, pending, n_pending);
@@ -683,12 +716,13 @@ void PrintTrial(const char* label, const Trial& t) {
   std::printf(
       "%s: rate=%s seconds=%.2f sent=%lu (%lu ChannelData + %lu UDP) received=%lu "
       "(%lu at peers + %lu at clients) delivered=%.3f Mpps offered=%.3f Mpps loss=%.4f%% "
-      "p50=%.1f us p99=%.1f us max=%.1f us misrouted=%lu tx_full=%lu\n",
+      "p50=%.1f us p99=%.1f us max=%.1f us misrouted=%lu tx_full=%lu checked=%lu "
+      "bad_checksums=%lu\n",
       label, t.rate > 0 ? absl::StrFormat("%.0f", t.rate).c_str() : "max", t.seconds,
       t.total_sent(), t.sent[0], t.sent[1], t.total_received(), t.received[0], t.received[1],
       t.delivered_mpps(), t.offered_mpps(), t.loss_pct(), t.latency.Quantile(0.5) / 1e3,
       t.latency.Quantile(0.99) / 1e3, static_cast<double>(t.latency.max_ns()) / 1e3,
-      t.misrouted, t.tx_full);
+      t.misrouted, t.tx_full, t.checked, t.bad_checksums);
   std::fflush(stdout);
 }
 
@@ -770,12 +804,12 @@ int Main(int argc, char** argv) {
       std::printf(
           "GEN mode=%s trials=%zu rate_pps=%.0f seconds=%.2f sent=%lu received=%lu "
           "delivered_mpps=%.4f offered_mpps=%.4f loss_pct=%.4f p50_us=%.1f p99_us=%.1f "
-          "misrouted=%lu\n",
+          "misrouted=%lu bad_checksums=%lu\n",
           o.raw ? "raw" : "relay", trials.size(), best->rate, best->seconds, best->total_sent(),
           best->total_received(), best->delivered_mpps(), best->offered_mpps(), best->loss_pct(),
           best->latency.Quantile(0.5) / 1e3, best->latency.Quantile(0.99) / 1e3,
-          best->misrouted);
-      rc = best->misrouted > 0 ? 1 : 0;
+          best->misrouted, best->bad_checksums);
+      rc = best->misrouted > 0 || best->bad_checksums > 0 ? 1 : 0;
     } while (false);
   }
   rte_eth_dev_stop(o.port);
