@@ -59,7 +59,7 @@ die() { log "ERROR: $*"; exit 1; }
 [[ "$(id -u)" == 0 ]] || die "run as root (hugepages, DPDK)"
 [[ -x "${TURNPIKED}" ]] || die "no ${TURNPIKED}: scripts/setup.sh, then ninja -C build"
 [[ -x "${GEN}" ]] || die "no ${GEN}: build perf/dpdk (needs libdpdk-dev)"
-command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (apt-get install dpdk)"
+command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (apt-get install dpdk-dev; scripts/setup.sh does)"
 
 RUN_DIR="$(mktemp -d /tmp/tp-dpdk-bench.XXXXXX)"
 PREFIXES=("tpb-testpmd-$$" "tpb-relay-$$" "tpb-gen-a-$$" "tpb-gen-b-$$")

@@ -15,8 +15,9 @@ packages=(
   liburing-dev libabsl-dev libssl-dev zlib1g-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcpp-httplib-dev nlohmann-json3-dev
-  # DPDK 22.11 (backend=dpdk; dpdk brings dpdk-testpmd, dpdk-dumpcap, dpdk-telemetry.py)
-  libdpdk-dev dpdk
+  # DPDK 22.11 (backend=dpdk). dpdk-testpmd, dpdk-dumpcap and dpdk-telemetry.py are in
+  # dpdk-dev since Debian's 22.11.11 (earlier point releases had them in dpdk).
+  libdpdk-dev dpdk dpdk-dev
   # test peers and tools
   coturn chromium iproute2 openssl procps python3 curl
   prometheus python3-yaml
