@@ -145,6 +145,7 @@ std::string RenderMetrics(const MetricsInput& in) {
       {"stream_slow_reader", io.stream_tx_dropped},
       {"rx_not_for_relay", io.rx_exception},
       {"tx_neighbor_unresolved", io.tx_neighbor_pending},
+      {"dispatch_ring_full", io.dispatch_drops},
   };
   for (const auto& [reason, value] : io_drops) {
     m.Sample("turnpike_io_dropped_packets_total", Label("reason", reason), value);
@@ -222,6 +223,15 @@ std::string RenderMetrics(const MetricsInput& in) {
     m.SampleDouble("turnpike_worker_busy_seconds_total", Label("worker", std::to_string(w)),
                    static_cast<double>(in.io[w].busy_ns) / 1e9);
   }
+  m.Family("turnpike_worker_received_packets_total", "counter",
+           "Frames or datagrams each worker handled (DPDK: after the distributor).");
+  for (size_t w = 0; w < in.io.size(); ++w) {
+    m.Sample("turnpike_worker_received_packets_total", Label("worker", std::to_string(w)),
+             in.io[w].rx_packets);
+  }
+  m.Family("turnpike_dispatched_packets_total", "counter",
+           "Frames the DPDK distributor (worker 0) handed to the worker that owns them.");
+  m.Sample("turnpike_dispatched_packets_total", "", io.dispatched);
   m.Family("turnpike_worker_allocations", "gauge", "Allocations owned by each worker.");
   for (size_t w = 0; w < in.io.size(); ++w) {
     m.Sample("turnpike_worker_allocations", Label("worker", std::to_string(w)),

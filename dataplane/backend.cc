@@ -1,6 +1,7 @@
 // The part of dataplane::Backend that is the same for every backend.
 #include "dataplane/backend.h"
 
+#include <algorithm>
 #include <future>
 
 #include "absl/strings/str_format.h"
@@ -134,6 +135,14 @@ void IoCounters::Add(const IoCounters& o) {
   tls_handshakes += o.tls_handshakes;
   rx_exception += o.rx_exception;
   tx_neighbor_pending += o.tx_neighbor_pending;
+  dispatched += o.dispatched;
+  dispatch_drops += o.dispatch_drops;
+}
+
+uint32_t PerWorkerAllocations(uint32_t max_allocations, uint32_t workers) {
+  workers = std::max<uint32_t>(1, workers);
+  const uint32_t even_share = (max_allocations + workers - 1) / workers;
+  return static_cast<uint32_t>(std::min<uint64_t>(max_allocations, uint64_t{even_share} * 2 + 64));
 }
 
 }  // namespace turnpike::dataplane

@@ -76,11 +76,20 @@ struct alignas(64) IoCounters {
   // DPDK (dataplane/dpdk).
   uint64_t rx_exception = 0;        // not for the relay (no exception path yet): dropped
   uint64_t tx_neighbor_pending = 0;  // dropped while the next hop's MAC was being resolved
+  uint64_t dispatched = 0;          // frames handed to the worker that owns them (multi-worker)
+  uint64_t dispatch_drops = 0;      // dropped: that worker's ring was full
 
   // Adds every field of `o` (gauges too: a node-wide sum of per-worker gauges). A new counter
   // goes above this line, in Add, and (if last) in tests/dataplane/backend_test.cc's bound.
   void Add(const IoCounters& o);
 };
+
+// Each worker's allocation table size for max-allocations spread over `workers`. The node-wide
+// limit is enforced by NodeState; clients are spread by a hash (SO_REUSEPORT's or the DPDK
+// distributor's), not perfectly, so a worker's table holds twice its even share (plus slack for
+// small nodes), never more than the whole: one busy worker does not answer 508 while the node
+// has room, and memory stays near max-allocations rather than workers times it.
+uint32_t PerWorkerAllocations(uint32_t max_allocations, uint32_t workers);
 
 // What a control-plane command returns, filled on the worker's thread.
 struct WorkerReply {

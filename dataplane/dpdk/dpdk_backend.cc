@@ -8,6 +8,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pdump.h>
+#include <rte_ring.h>
 #include <rte_telemetry.h>
 
 #include <mutex>
@@ -74,6 +75,8 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "tx_ring_full", io.tx_err_again);
   rte_tel_data_add_dict_u64(d, "tx_no_mbuf", io.tx_no_slot);
   rte_tel_data_add_dict_u64(d, "tx_too_big", io.tx_too_big);
+  rte_tel_data_add_dict_u64(d, "dispatched", io.dispatched);
+  rte_tel_data_add_dict_u64(d, "dispatch_drops", io.dispatch_drops);
   rte_tel_data_add_dict_u64(d, "bursts", io.bursts);
   rte_tel_data_add_dict_u64(d, "loop_iterations", io.loop_iterations);
   rte_tel_data_add_dict_u64(d, "busy_ns", io.busy_ns);
@@ -124,13 +127,20 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   rte_telemetry_register_cmd("/turnpike/counters", TelemetryCounters,
                              "Turnpike's relay counters, summed over workers. No parameters.");
 
-  unsigned lcore = rte_get_next_lcore(-1, /*skip_main=*/1, /*wrap=*/0);
-  if (lcore >= RTE_MAX_LCORE) {
+  // The main lcore runs the control plane; every other lcore runs a worker.
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) { b->lcores_.push_back(lcore); }
+  if (b->lcores_.empty()) {
     return absl::InvalidArgumentError(
         "dpdk-args must give at least two lcores (e.g. -l 0-1): the main one runs the control "
         "plane, each other one a worker");
   }
-  b->lcores_.push_back(lcore);  // one worker for now (one queue pair)
+  if (b->lcores_.size() > DpdkFabric::kMaxWorkers) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "dpdk-args gives %d worker lcores; at most %d are supported", b->lcores_.size(),
+        DpdkFabric::kMaxWorkers));
+  }
+  const uint32_t workers = static_cast<uint32_t>(b->lcores_.size());
 
   const uint16_t port = cfg.dpdk_port;
   b->port_ = port;
@@ -141,8 +151,10 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
         port, rte_eth_dev_count_avail()));
   }
   const int socket = rte_eth_dev_socket_id(port);
-  // Receive descriptors, transmit descriptors, one burst in flight each way, per-lcore caches.
-  const unsigned mbufs = 2 * (kRxDescriptors + kTxDescriptors) + 4096 - 1;
+  // Receive descriptors, transmit descriptors, one burst in flight each way, per-lcore caches,
+  // and with several workers their rings (full in the worst case) and held bursts.
+  const unsigned mbufs = 2 * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
+                         (workers > 1 ? workers * (2 * DpdkFabric::kRingSize + 512) : 0);
   rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE,
                                               socket < 0 ? SOCKET_ID_ANY : socket);
@@ -203,9 +215,38 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
       port, driver, mac.ToString(), nb_rx, nb_tx, mbufs, offload.udp ? "yes" : "no",
       offload.ipv4 ? "yes" : "no");
 
+  // Several workers share the port's one queue pair through worker 0 (dpdk_worker.h): an RX
+  // ring each (dispatched frames) and a TX ring each (frames worker 0 sends for them).
+  b->fabric_ = std::make_unique<DpdkFabric>();
+  DpdkFabric& fabric = *b->fabric_;
+  fabric.workers = workers;
+  if (workers > 1) {
+    fabric.owners = std::make_unique<RelayPortOwners>();
+    for (uint32_t w = 0; w < workers; ++w) {
+      const std::string rx_name = absl::StrFormat("tp_rx_%d", w);
+      const std::string tx_name = absl::StrFormat("tp_tx_%d", w);
+      rte_ring* rx = rte_ring_create(rx_name.c_str(), DpdkFabric::kRingSize, socket,
+                                     RING_F_SC_DEQ);
+      rte_ring* tx = rte_ring_create(tx_name.c_str(), DpdkFabric::kRingSize, socket,
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (rx != nullptr) fabric.rx.push_back(rx);
+      if (tx != nullptr) fabric.tx.push_back(tx);
+      if (rx == nullptr || tx == nullptr) {
+        return absl::ResourceExhaustedError(
+            absl::StrFormat("cannot create worker %d's rings: %s", w, rte_strerror(rte_errno)));
+      }
+    }
+    spdlog::info(
+        "DPDK: {} workers; worker 0 polls the port and hands frames to their owners (relay "
+        "port, client 5-tuple hash)",
+        workers);
+  }
   b->node_ = std::make_unique<turn::NodeState>(cfg);
-  b->workers_.push_back(
-      std::make_unique<DpdkWorker>(0, b->config_, b->node_.get(), port, 0, pool, mac, offload, &b->stop_));
+  for (uint32_t w = 0; w < workers; ++w) {
+    b->workers_.push_back(std::make_unique<DpdkWorker>(w, b->config_, b->node_.get(),
+                                                       b->fabric_.get(), port, 0, pool, mac, offload,
+                                                       &b->stop_));
+  }
   {
     std::lock_guard lock(g_backend_mu);
     g_backend = b.get();
@@ -221,6 +262,17 @@ DpdkBackend::~DpdkBackend() {
     if (g_backend == this) g_backend = nullptr;
   }
   workers_.clear();
+  // Frames still in the rings go back to the pool before the rings go.
+  if (fabric_ != nullptr) {
+    for (std::vector<rte_ring*>* rings : {&fabric_->rx, &fabric_->tx}) {
+      for (rte_ring* r : *rings) {
+        void* m;
+        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(r);
+      }
+      rings->clear();
+    }
+  }
   if (port_started_) {
     rte_eth_dev_stop(port_);
     rte_eth_dev_close(port_);

@@ -8,9 +8,10 @@
 //   TxBatch --> new mbuf: payload, then Ethernet/IP/UDP headers prepended in its headroom
 //           --> next hop from the neighbour table (ARP / ND, or the gateway) --> rte_eth_tx_burst
 //
-// Status (issue 4, in progress): one worker lcore on one RX/TX queue pair; checksums in
-// software; TX copies the payload once; no exception path to the kernel yet. docs/dpdk.md says
-// how to run it and what is missing.
+// One worker per non-main lcore. The port has one RX/TX queue pair; with several workers,
+// worker 0 distributes frames to their owners in software (dpdk_worker.h). Status (issue 4, in
+// progress): no RSS / rte_flow steering, no exception path to the kernel yet; TX copies the
+// payload once. docs/dpdk.md says how to run it and what is missing.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 
 namespace turnpike::dataplane {
 
+struct DpdkFabric;
 class DpdkWorker;
 
 class DpdkBackend final : public Backend {
@@ -54,6 +56,7 @@ class DpdkBackend final : public Backend {
 
   ServerConfig config_;
   std::unique_ptr<turn::NodeState> node_;
+  std::unique_ptr<DpdkFabric> fabric_;  // the workers' rings and relay-port owners
   std::vector<std::unique_ptr<DpdkWorker>> workers_;
   std::vector<unsigned> lcores_;
   uint16_t port_ = 0;

@@ -46,11 +46,13 @@ packet::NeighborTableOptions NeighborOptions() {
 }  // namespace
 
 DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node,
-                       uint16_t port, uint16_t queue, rte_mempool* pool,
-                       const packet::MacAddress& mac, ChecksumOffload offload,
+                       const DpdkFabric* fabric, uint16_t port, uint16_t queue,
+                       rte_mempool* pool, const packet::MacAddress& mac, ChecksumOffload offload,
                        const std::atomic<bool>* stop)
     : index_(index),
       config_(config),
+      fabric_(fabric),
+      io_(index == 0),
       port_(port),
       queue_(queue),
       pool_(pool),
@@ -68,10 +70,11 @@ DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeSta
     relay_ip_[f] = ip;
     relays_[f].assign(65536, RelayEntry{});
   }
+  if (fabric_->workers > 1) staged_.resize(fabric_->workers);
   turn::EngineOptions options;
   options.worker_index = index;
-  options.max_allocations = config.max_allocations;
-  options.worker_count = 1;
+  options.max_allocations = PerWorkerAllocations(config.max_allocations, fabric_->workers);
+  options.worker_count = fabric_->workers;
   engine_ = std::make_unique<turn::Engine>(config, options, node, this);
   engine_->SetEventSink(&events_);
 }
@@ -102,6 +105,10 @@ absl::StatusOr<turn::SocketId> DpdkWorker::OpenRelay(const SocketAddress& addres
   }
   e->tag_plus_one = tag + 1;
   e->dont_fragment = false;
+  if (fabric_->owners != nullptr) {
+    fabric_->owners->owner_plus_one[FamilyIndex(address.ip)][address.port].store(
+        static_cast<uint8_t>(index_ + 1), std::memory_order_release);
+  }
   ++counters_.relays_opened;
   return kRelayBit | (static_cast<turn::SocketId>(FamilyIndex(address.ip)) << 16) | address.port;
 }
@@ -113,6 +120,13 @@ void DpdkWorker::CloseRelay(turn::SocketId socket) {
   RelayEntry& e = relays_[f][socket & 0xFFFF];
   if (e.tag_plus_one == 0) return;
   e = RelayEntry{};
+  if (fabric_->owners != nullptr) {
+    // Only if still ours: the port may already be another worker's (NodeState hands it out
+    // again once the engine returns it).
+    uint8_t mine = static_cast<uint8_t>(index_ + 1);
+    fabric_->owners->owner_plus_one[f][socket & 0xFFFF].compare_exchange_strong(
+        mine, 0, std::memory_order_release, std::memory_order_relaxed);
+  }
   ++counters_.relays_closed;
 }
 
@@ -149,10 +163,16 @@ void DpdkWorker::Run() {
   now_ns_ = base_ns;
   engine_->SetNow(now_ns_);
   uint64_t next_tick = now_ns_ + kTickNs;
-  spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}", index_, port_, queue_,
-               rte_lcore_id());
+  const bool several = fabric_->workers > 1;
+  if (io_) {
+    spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}{}", index_, port_, queue_,
+                 rte_lcore_id(), several ? " (and distributing to the other workers)" : "");
+  } else {
+    spdlog::info("dpdk worker {} on lcore {}: frames from worker 0's distributor", index_,
+                 rte_lcore_id());
+  }
   while (!stop_->load(std::memory_order_relaxed)) {
-    uint16_t n = rte_eth_rx_burst(port_, queue_, rx, kBurst);
+    uint16_t n = io_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
     now_ns_ = clock_ns();
     if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
       const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
@@ -163,10 +183,20 @@ void DpdkWorker::Run() {
     }
     if (n > 0) {
       engine_->SetNow(now_ns_);
-      HandleBurst(rx, n);
-      FlushTx();
+      HandleBurst(rx, n, several);
       ++counters_.bursts;
     }
+    if (several) {
+      const unsigned k = rte_ring_sc_dequeue_burst(fabric_->rx[index_],
+                                                   reinterpret_cast<void**>(rx), kBurst, nullptr);
+      if (k > 0) {
+        engine_->SetNow(now_ns_);
+        HandleBurst(rx, static_cast<uint16_t>(k), /*dispatch=*/false);
+        ++counters_.bursts;
+        n = static_cast<uint16_t>(n + k);
+      }
+    }
+    if (n > 0) FlushTx();
     if (now_ns_ >= next_tick) {
       engine_->SetNow(now_ns_);
       engine_->Tick();
@@ -180,6 +210,7 @@ void DpdkWorker::Run() {
     }
     events_.Flush();
     DrainTx();
+    if (io_ && several) DrainPeerTx();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     if (n > 0) {
@@ -198,26 +229,44 @@ void DpdkWorker::Run() {
   counters_.allocations = engine_->allocation_count();
 }
 
-void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n) {
-  // Two passes, so that the cache misses of the burst overlap: parse every frame and start
-  // loading the engine's 5-tuple probe (client packets) or allocation (peer packets), then
-  // handle each frame.
+void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch) {
+  // Two passes, so that the cache misses of the burst overlap: parse every frame (handing
+  // other workers' frames over) and start loading the engine's 5-tuple probe (client packets)
+  // or allocation (peer packets), then handle each frame.
   packet::FrameInfo info[kBurst];
   Route route[kBurst];
+  rte_mbuf* mine[kBurst];
+  uint16_t kept = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    route[i] = Classify(rx[i], info[i]);
-    if (route[i].kind == Route::kClient) {
-      engine_->PrefetchClient(info[i].dst(), info[i].src());
-    } else if (route[i].kind == Route::kPeer) {
-      engine_->PrefetchPeer(route[i].tag);
+    uint32_t owner = index_;
+    const Route r = Classify(rx[i], info[kept], dispatch ? &owner : nullptr);
+    if (owner != index_) {
+      Stage(owner, rx[i]);
+      continue;
     }
+    if (dispatch && io_ && r.kind == Route::kNone && info[kept].ok() &&
+        (info[kept].kind == packet::FrameKind::kArp ||
+         (info[kept].is_ip() && info[kept].l4_protocol == kProtoIcmpv6))) {
+      ShareNeighborFrame(rx[i]);  // before HandleControl turns it into a reply in place
+    }
+    if (r.kind == Route::kClient) {
+      engine_->PrefetchClient(info[kept].dst(), info[kept].src());
+    } else if (r.kind == Route::kPeer) {
+      engine_->PrefetchPeer(r.tag);
+    }
+    route[kept] = r;
+    mine[kept++] = rx[i];
   }
-  for (uint16_t i = 0; i < n; ++i) HandleFrame(rx[i], info[i], route[i]);
+  if (dispatch) FlushDispatch();
+  for (uint16_t i = 0; i < kept; ++i) HandleFrame(mine[i], info[i], route[i]);
 }
 
-DpdkWorker::Route DpdkWorker::Classify(rte_mbuf* m, packet::FrameInfo& info) {
+DpdkWorker::Route DpdkWorker::Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner) {
   Route r;
-  if (m->nb_segs != 1) return r;  // jumbo chains: not for a TURN relay (HandleFrame counts it)
+  if (m->nb_segs != 1) {  // jumbo chains: not for a TURN relay (HandleFrame counts it)
+    info = packet::FrameInfo{};
+    return r;
+  }
   info = packet::ParseFrame({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)});
   if (!info.ok() || !info.is_ip() || info.l4_protocol != kProtoUdp || !info.fast_path) return r;
   if (info.dst_port == config_.listening_port) {
@@ -225,14 +274,90 @@ DpdkWorker::Route DpdkWorker::Classify(rte_mbuf* m, packet::FrameInfo& info) {
       if (config_.listening_ips[i] == info.dst_ip) {
         r.kind = Route::kClient;
         r.tag = static_cast<uint32_t>(i);
+        if (owner != nullptr) *owner = ClientOwner(info);
         return r;
       }
     }
-  } else if (RelayEntry* e = RelayAt(info.dst_ip, info.dst_port); e && e->tag_plus_one != 0) {
+    return r;
+  }
+  const int f = FamilyIndex(info.dst_ip);
+  if (!has_relay_ip_[f] || !(relay_ip_[f] == info.dst_ip)) return r;
+  if (owner != nullptr) {
+    const uint8_t o =
+        fabric_->owners->owner_plus_one[f][info.dst_port].load(std::memory_order_acquire);
+    if (o != 0 && o - 1u != index_) {
+      *owner = o - 1u;
+      return r;
+    }
+  }
+  if (const RelayEntry& e = relays_[f][info.dst_port]; e.tag_plus_one != 0) {
     r.kind = Route::kPeer;
-    r.tag = e->tag_plus_one - 1;
+    r.tag = e.tag_plus_one - 1;
   }
   return r;
+}
+
+uint32_t DpdkWorker::ClientOwner(const packet::FrameInfo& info) const {
+  // Every packet of one client 5-tuple (Allocate, Refresh, ChannelData ...) must reach the same
+  // worker: a fixed mix of the client's address and port and the server address.
+  uint64_t h = info.src_ip.word(0) * 0x9E3779B97F4A7C15ull;
+  h ^= info.src_ip.word(1) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
+  h ^= (uint64_t{info.src_port} << 32 | info.dst_ip.word(1)) * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 31;
+  h *= 0xBF58476D1CE4E5B9ull;
+  h ^= h >> 29;
+  return static_cast<uint32_t>(h % fabric_->workers);
+}
+
+void DpdkWorker::Stage(uint32_t owner, rte_mbuf* m) {
+  Staged& s = staged_[owner];
+  s.frames[s.n++] = m;  // at most one burst per HandleBurst, flushed at its end
+}
+
+void DpdkWorker::FlushDispatch() {
+  for (uint32_t w = 0; w < staged_.size(); ++w) {
+    Staged& s = staged_[w];
+    if (s.n == 0) continue;
+    const unsigned sent = rte_ring_mp_enqueue_burst(
+        fabric_->rx[w], reinterpret_cast<void* const*>(s.frames), s.n, nullptr);
+    counters_.dispatched += sent;
+    for (uint16_t i = sent; i < s.n; ++i) {
+      ++counters_.dispatch_drops;
+      rte_pktmbuf_free(s.frames[i]);
+    }
+    s.n = 0;
+  }
+}
+
+void DpdkWorker::ShareNeighborFrame(rte_mbuf* m) {
+  for (uint32_t w = 0; w < fabric_->workers; ++w) {
+    if (w == index_) continue;
+    rte_mbuf* copy = rte_pktmbuf_copy(m, pool_, 0, UINT32_MAX);
+    if (copy == nullptr) {
+      ++counters_.dispatch_drops;
+      continue;
+    }
+    if (rte_ring_mp_enqueue(fabric_->rx[w], copy) != 0) {
+      ++counters_.dispatch_drops;
+      rte_pktmbuf_free(copy);
+      continue;
+    }
+    ++counters_.dispatched;
+  }
+}
+
+void DpdkWorker::DrainPeerTx() {
+  rte_mbuf* burst[kBurst];
+  for (uint32_t w = 1; w < fabric_->workers; ++w) {
+    const unsigned k = rte_ring_sc_dequeue_burst(
+        fabric_->tx[w], reinterpret_cast<void**>(burst), kBurst, nullptr);
+    if (k == 0) continue;
+    const uint16_t sent = rte_eth_tx_burst(port_, queue_, burst, static_cast<uint16_t>(k));
+    for (unsigned i = sent; i < k; ++i) {
+      ++counters_.tx_err_again;  // the port's TX ring is full
+      rte_pktmbuf_free(burst[i]);
+    }
+  }
 }
 
 void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route) {
@@ -251,6 +376,11 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   }
   if (info.kind == packet::FrameKind::kArp ||
       (info.is_ip() && (info.l4_protocol == kProtoIcmp || info.l4_protocol == kProtoIcmpv6))) {
+    if (!io_) {  // a copy worker 0 shared (it answered the original): learn only
+      Learn(frame, info);
+      rte_pktmbuf_free(m);
+      return;
+    }
     if (HandleControl(m, frame, info)) return;
   }
   if (route.kind == Route::kNone) {
@@ -524,13 +654,17 @@ void DpdkWorker::Transmit(rte_mbuf* m) {
 
 void DpdkWorker::DrainTx() {
   if (n_tx_ == 0) return;
-  uint16_t sent = rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_);
+  // Worker 0 owns the port's TX queue; the others hand their frames to it.
+  const uint16_t sent =
+      io_ ? rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_)
+          : static_cast<uint16_t>(rte_ring_sp_enqueue_burst(
+                fabric_->tx[index_], reinterpret_cast<void* const*>(tx_burst_), n_tx_, nullptr));
   for (uint16_t i = 0; i < sent; ++i) {
     ++counters_.tx_packets;
     counters_.tx_bytes += rte_pktmbuf_pkt_len(tx_burst_[i]);
   }
   for (uint16_t i = sent; i < n_tx_; ++i) {
-    ++counters_.tx_err_again;  // TX ring full
+    ++counters_.tx_err_again;  // TX ring (the port's or worker 0's) full
     rte_pktmbuf_free(tx_burst_[i]);
   }
   n_tx_ = 0;

@@ -1,11 +1,26 @@
-// One DPDK worker: an lcore that polls one RX queue, runs a turn::Engine, answers ARP, ICMP echo
-// and neighbour discovery for the node's addresses, and transmits on one TX queue. Relay
-// "sockets" are entries of a port table (a relay port belongs to the worker that opened it).
+// One DPDK worker: an lcore that runs a turn::Engine over frames from the port. Relay "sockets"
+// are entries of a port table (a relay port belongs to the worker that opened it).
+//
+// With one worker it polls the port's RX queue and transmits on its TX queue. With several,
+// worker 0 is also the software distributor (virtual ports such as memif and tap have one
+// queue, and RSS would not keep both directions of an allocation on one core):
+//
+//   port RX --> worker 0: parse; owner = hash(client IP, port, server IP) for the listening
+//               port, RelayPortOwners for a relay port; ARP / ICMP / ND stay on worker 0
+//           \--> another owner: its RX ring (many producers, one consumer) --> that worker
+//   ARP and ND frames: answered by worker 0; a copy goes to every other worker to learn from
+//   worker w > 0 TX --> its TX ring (one producer, one consumer) --> worker 0 --> port TX
+//   a frame for one of our own addresses (relay to relay): dispatched like a received one
+//
+// No locks on the path: rte_ring (lock-free), and the owner table is atomics written at
+// allocation time.
 #pragma once
 
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -25,11 +40,31 @@ struct ChecksumOffload {
   bool ipv4 = false;  // RTE_ETH_TX_OFFLOAD_IPV4_CKSUM
 };
 
+// Which worker owns each relay port, per family (0: IPv4, 1: IPv6): the owner's index + 1, or 0.
+// Written by the owner when it opens or closes a relay; read by worker 0 to dispatch peer
+// packets. A stale read sends a packet to a worker that no longer has the relay, which drops it
+// (the owner's own table is authoritative).
+struct RelayPortOwners {
+  std::array<std::atomic<uint8_t>, 65536> owner_plus_one[2] = {};
+};
+
+// What the workers of one port share.
+struct DpdkFabric {
+  static constexpr uint32_t kMaxWorkers = 64;
+  static constexpr unsigned kRingSize = 1024;
+  uint32_t workers = 1;
+  std::vector<rte_ring*> rx;  // per worker: frames dispatched to it (empty with one worker)
+  std::vector<rte_ring*> tx;  // per worker: frames for the port, sent by worker 0 ([0] unused)
+  std::unique_ptr<RelayPortOwners> owners;  // null with one worker
+};
+
 class DpdkWorker final : public turn::RelayTransport {
  public:
-  DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node, uint16_t port,
-             uint16_t queue, rte_mempool* pool, const packet::MacAddress& mac,
-             ChecksumOffload offload, const std::atomic<bool>* stop);
+  // `fabric` outlives the worker; worker 0 polls `queue` of `port`.
+  DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node,
+             const DpdkFabric* fabric, uint16_t port, uint16_t queue, rte_mempool* pool,
+             const packet::MacAddress& mac, ChecksumOffload offload,
+             const std::atomic<bool>* stop);
   ~DpdkWorker() override;
 
   // The lcore body: polls until *stop, then closes every allocation.
@@ -58,8 +93,19 @@ class DpdkWorker final : public turn::RelayTransport {
     uint32_t tag = 0;
   };
 
-  void HandleBurst(rte_mbuf* const* rx, uint16_t n);
-  Route Classify(rte_mbuf* m, packet::FrameInfo& info);
+  // `dispatch`: frames from the port or our own hairpin, which may belong to another worker
+  // (worker 0 with several workers); frames from our RX ring are ours.
+  void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch);
+  // With `owner` non-null, also the index of the worker that owns the frame (ours for
+  // everything not relayed).
+  Route Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner);
+  uint32_t ClientOwner(const packet::FrameInfo& info) const;
+  // Queues `m` for worker `owner`'s RX ring (sent by FlushDispatch).
+  void Stage(uint32_t owner, rte_mbuf* m);
+  void FlushDispatch();
+  // An ARP or ND frame worker 0 learned from: a copy to every other worker.
+  void ShareNeighborFrame(rte_mbuf* m);
+  void DrainPeerTx();  // worker 0: the other workers' TX rings onto the port
   void HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route);
   // On the link of one of our addresses (and not that address itself).
   bool OnLink(const IpAddress& ip) const;
@@ -90,6 +136,8 @@ class DpdkWorker final : public turn::RelayTransport {
 
   const uint32_t index_;
   const ServerConfig& config_;
+  const DpdkFabric* const fabric_;
+  const bool io_;  // polls the port and transmits on it (worker 0)
   const uint16_t port_;
   const uint16_t queue_;
   rte_mempool* const pool_;
@@ -115,6 +163,11 @@ class DpdkWorker final : public turn::RelayTransport {
   uint16_t n_tx_ = 0;
   rte_mbuf* hairpin_[kBurst];  // sent to our own addresses: looped into the next RX burst
   uint16_t n_hairpin_ = 0;
+  struct Staged {
+    rte_mbuf* frames[kBurst];
+    uint16_t n = 0;
+  };
+  std::vector<Staged> staged_;  // per worker: frames to dispatch (several workers only)
 
   CommandQueue commands_;
   EventBuffer events_;

@@ -237,13 +237,9 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   const uint32_t workers =
       cfg.worker_threads > 0 ? cfg.worker_threads
                              : std::max(1u, std::thread::hardware_concurrency());
-  // max-allocations is enforced node-wide (NodeState). The kernel's SO_REUSEPORT hash does not
-  // spread clients perfectly, so each worker's table holds twice its even share (plus slack for
-  // small nodes), never more than the whole: one busy worker does not answer 508 while the
-  // node has room, and memory stays near max-allocations rather than workers times it.
-  const uint32_t even_share = (cfg.max_allocations + workers - 1) / workers;
-  const uint32_t per_worker = static_cast<uint32_t>(
-      std::min<uint64_t>(cfg.max_allocations, uint64_t{even_share} * 2 + 64));
+  // max-allocations is enforced node-wide (NodeState); each worker's table is sized by
+  // PerWorkerAllocations (the kernel's SO_REUSEPORT hash does not spread clients perfectly).
+  const uint32_t per_worker = PerWorkerAllocations(cfg.max_allocations, workers);
 
   // Pick the port with a probe socket outside the SO_REUSEPORT group. A plain bind fails when
   // anyone holds the port, even another process with SO_REUSEPORT that our group would

@@ -10,9 +10,9 @@
 namespace turnpike::dataplane {
 namespace {
 
-// The counters are a run of uint64_t fields ending with tx_neighbor_pending; Add must sum each
+// The counters are a run of uint64_t fields ending with dispatch_drops; Add must sum each
 // one (a field missing from Add would read as zero in /metrics and the telemetry).
-constexpr size_t kCounterWords = offsetof(IoCounters, tx_neighbor_pending) / 8 + 1;
+constexpr size_t kCounterWords = offsetof(IoCounters, dispatch_drops) / 8 + 1;
 
 uint64_t Word(const IoCounters& c, size_t i) {
   uint64_t w;
@@ -36,6 +36,16 @@ TEST(IoCountersTest, AddSumsEveryField) {
   for (size_t i = 0; i < kCounterWords; ++i) {
     EXPECT_EQ(Word(sum, i), 1000 + i + 7 * i + 1) << "field " << i << " is not summed by Add";
   }
+}
+
+TEST(PerWorkerAllocationsTest, TwiceTheEvenShareWithSlackNeverMoreThanTheWhole) {
+  EXPECT_EQ(PerWorkerAllocations(10000, 1), 10000u);
+  EXPECT_EQ(PerWorkerAllocations(10000, 2), 10000u);       // 2 * 5000 + 64 > 10000
+  EXPECT_EQ(PerWorkerAllocations(10000, 4), 5064u);        // 2 * 2500 + 64
+  EXPECT_EQ(PerWorkerAllocations(10001, 4), 5066u);        // the share rounds up: 2501
+  EXPECT_EQ(PerWorkerAllocations(100, 8), 90u);            // 2 * 13 + 64
+  EXPECT_EQ(PerWorkerAllocations(10, 8), 10u);
+  EXPECT_EQ(PerWorkerAllocations(1000, 0), 1000u);         // zero workers read as one
 }
 
 }  // namespace

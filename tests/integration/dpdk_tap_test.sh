@@ -11,7 +11,13 @@
 # receive exactly what it sent: ChannelData (default), Send/Data indications (-s) and
 # client-to-client through two relays (-y), zero loss. EAL runs with --no-huge (TAP needs no hugepages). Needs root.
 #
-# Usage: dpdk_tap_test.sh        (environment: TURNPIKED, the binary; default build/turnpiked)
+# With `workers`, turnpiked runs two workers (three lcores floating over the machine's CPUs):
+# worker 0 polls the TAP port and hands frames to their owner (relay port, client 5-tuple hash),
+# the other worker's ARP requests and frames leave through worker 0, ARP replies are shared, and
+# client-to-client traffic hairpins between relays of different workers. Each worker must have
+# relayed traffic (/metrics per worker).
+#
+# Usage: dpdk_tap_test.sh [workers]   (environment: TURNPIKED, the binary; default build/turnpiked)
 set -u
 if [[ -z "${TP_IN_NETNS:-}" ]]; then
   if [[ ${EUID} -ne 0 ]]; then
@@ -31,6 +37,12 @@ PEER_PORT=3480
 tp_require turnutils_uclient turnutils_peer turnutils_stunclient ip curl
 tp_init
 ip link set lo up
+MODE="${1:-one}"
+case "${MODE}" in
+  one) ;;
+  workers) export TP_DPDK_LCORES="--lcores=0@(0-1),1@(0-1),2@(0-1)" ;;
+  *) tp_fail "unknown mode '${MODE}' (one, workers)" ;;
+esac
 tp_start_dpdk_server
 CLIENT_HOST="${TP_HOST}"          # the data plane's address: server and relayed address
 PEER_HOST="${TP_DPDK_PEER_HOST}"  # the kernel side of the TAP link
@@ -65,6 +77,19 @@ relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<
     "$(( 3 * CLIENTS * MESSAGES ))"
 echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
 
+if [[ "${MODE}" == workers ]]; then
+  grep -q 'turnpike_workers 2$' <<<"${metrics}" || tp_fail "/metrics does not report 2 workers"
+  for w in 0 1; do
+    got="$(sed -n "s/^turnpike_worker_received_packets_total{worker=\"${w}\"} //p" <<<"${metrics}")"
+    (( ${got:-0} >= MESSAGES )) ||
+      tp_fail "worker ${w} handled ${got:-0} packets (expected at least ${MESSAGES})"
+    echo "dpdk: worker ${w} handled ${got} packets"
+  done
+  dispatched="$(sed -n 's/^turnpike_dispatched_packets_total //p' <<<"${metrics}")"
+  (( ${dispatched:-0} > 0 )) || tp_fail "worker 0 dispatched no frames"
+  echo "dpdk: worker 0 handed ${dispatched} frames to worker 1"
+fi
+
 # The same counters through DPDK telemetry (the node registers /turnpike/counters).
 if command -v dpdk-telemetry.py >/dev/null 2>&1; then
   tel="$(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${TP_DPDK_PREFIX}" 2>&1)"
@@ -74,7 +99,7 @@ if command -v dpdk-telemetry.py >/dev/null 2>&1; then
     tp_fail "telemetry says ${tel_relayed} relayed to clients, /metrics ${relayed}"
   echo "dpdk: telemetry /turnpike/counters agrees (relayed_to_client ${tel_relayed})"
 else
-  tp_fail "dpdk-telemetry.py not found (apt-get install dpdk)"
+  tp_fail "dpdk-telemetry.py not found (apt-get install dpdk-dev; scripts/setup.sh does)"
 fi
 
 # Which TX checksum path the run above exercised (the kernel side verified every checksum:
@@ -82,4 +107,4 @@ fi
 echo "dpdk: $(grep -o 'TX checksum offload: .*' "${TP_SERVER_LOG}" | head -1)"
 
 tp_stop_server
-echo "PASS: uclient through the DPDK data plane (net_tap, namespace)"
+echo "PASS: uclient through the DPDK data plane (net_tap, namespace, mode ${MODE})"

@@ -507,7 +507,8 @@ tp_start_dpdk_server() {
   TP_MIN_PORT=40000
   TP_MAX_PORT=40999
   TP_DPDK_PREFIX="tp-tap-$$"  # EAL runtime files of our own (and dpdk-telemetry.py -f)
-  local eal="-l 0-1 --no-huge -m 256 --no-pci --file-prefix=${TP_DPDK_PREFIX} --vdev=net_tap0,iface=tp0"
+  # TP_DPDK_LCORES: the EAL's lcore list (main lcore: control plane; each other: a worker).
+  local eal="${TP_DPDK_LCORES:--l 0-1} --no-huge -m 256 --no-pci --file-prefix=${TP_DPDK_PREFIX} --vdev=net_tap0,iface=tp0"
   TP_SERVER_LOG="${TP_TMP}/turnpiked-dpdk.log"
   "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}" --backend=dpdk --dpdk-args="${eal}" \
     --dpdk-address="${TP_HOST}/24" --listening-port="${TP_PORT}" \
