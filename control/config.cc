@@ -10,6 +10,7 @@
 
 #include "control/config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -507,6 +508,24 @@ const Option kOptions[] = {
     {"dpdk-no-checksum-offload", Arity::kFlag, "",
      "compute TX checksums in software even when the port offers offload",
      [](bool v, ParseState& s) { Cfg(s).dpdk_no_checksum_offload = v; }},
+    {"dpdk-kernel-interface", Arity::kValue, "NAME",
+     "a TAP interface through which the kernel gets what is not for the relay (docs/dpdk.md)",
+     nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       // An interface name: at most IFNAMSIZ - 1 characters, no '/', ':', ',' or spaces
+       // (the last two would break the TAP driver's device arguments).
+       const bool ok = !v.empty() && v.size() <= 15 &&
+                       std::all_of(v.begin(), v.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                c == '_' || c == '.';
+                       });
+       if (!ok) {
+         *d = "expected an interface name of 1-15 letters, digits, '-', '_' or '.'";
+         return false;
+       }
+       Cfg(s).dpdk_kernel_interface = std::string(v);
+       return true;
+     }},
     {"dpdk-address", Arity::kValue, "IP/LEN",
      "an address the DPDK data plane owns, with its prefix (repeatable)", nullptr,
      [](std::string_view v, ParseState& s, std::string* d) {

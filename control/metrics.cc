@@ -232,6 +232,12 @@ std::string RenderMetrics(const MetricsInput& in) {
   m.Family("turnpike_dispatched_packets_total", "counter",
            "Frames the DPDK distributor (worker 0) handed to the worker that owns them.");
   m.Sample("turnpike_dispatched_packets_total", "", io.dispatched);
+  m.Family("turnpike_kernel_exception_packets_total", "counter",
+           "DPDK exception path (dpdk-kernel-interface): frames to and from the kernel.");
+  m.Sample("turnpike_kernel_exception_packets_total", Label("direction", "to_kernel"),
+           io.to_kernel);
+  m.Sample("turnpike_kernel_exception_packets_total", Label("direction", "from_kernel"),
+           io.from_kernel);
   m.Family("turnpike_worker_allocations", "gauge", "Allocations owned by each worker.");
   for (size_t w = 0; w < in.io.size(); ++w) {
     m.Sample("turnpike_worker_allocations", Label("worker", std::to_string(w)),

@@ -137,6 +137,8 @@ void IoCounters::Add(const IoCounters& o) {
   tx_neighbor_pending += o.tx_neighbor_pending;
   dispatched += o.dispatched;
   dispatch_drops += o.dispatch_drops;
+  to_kernel += o.to_kernel;
+  from_kernel += o.from_kernel;
 }
 
 uint32_t PerWorkerAllocations(uint32_t max_allocations, uint32_t workers) {

@@ -19,7 +19,7 @@ packages=(
   # dpdk-dev since Debian's 22.11.11 (earlier point releases had them in dpdk).
   libdpdk-dev dpdk dpdk-dev
   # test peers and tools
-  coturn chromium iproute2 openssl procps python3 curl
+  coturn chromium iproute2 iputils-ping openssl procps python3 curl
   prometheus python3-yaml
   # fuzzing (libFuzzer with ASan + UBSan)
   clang libclang-rt-14-dev

@@ -115,6 +115,9 @@ struct ServerConfig {
   std::string dpdk_args;                       // passed to rte_eal_init verbatim (split on spaces)
   uint16_t dpdk_port = 0;                      // ethdev port id
   bool dpdk_no_checksum_offload = false;       // software TX checksums even with offload
+  // A TAP interface of this name hands the kernel what is not for the relay (TCP for the
+  // control API, SSH ...) and sends what the kernel sends; empty: such frames are dropped.
+  std::string dpdk_kernel_interface;
   std::vector<InterfaceAddress> dpdk_addresses;  // the data plane's own addresses
   std::vector<IpAddress> dpdk_gateways;          // next hop for off-link peers, one per family
 

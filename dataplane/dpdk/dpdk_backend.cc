@@ -1,6 +1,7 @@
 // Start-up and lifecycle of the DPDK backend: EAL, port, mempool, workers on lcores.
 #include "dataplane/dpdk/dpdk_backend.h"
 
+#include <rte_bus_vdev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -25,6 +26,7 @@ namespace {
 
 constexpr uint16_t kRxDescriptors = 1024;
 constexpr uint16_t kTxDescriptors = 1024;
+constexpr uint16_t kKernelDescriptors = 512;  // each way, on the exception path's TAP port
 
 std::string EalError(int err) {
   std::string hint;
@@ -77,6 +79,8 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "tx_too_big", io.tx_too_big);
   rte_tel_data_add_dict_u64(d, "dispatched", io.dispatched);
   rte_tel_data_add_dict_u64(d, "dispatch_drops", io.dispatch_drops);
+  rte_tel_data_add_dict_u64(d, "to_kernel", io.to_kernel);
+  rte_tel_data_add_dict_u64(d, "from_kernel", io.from_kernel);
   rte_tel_data_add_dict_u64(d, "bursts", io.bursts);
   rte_tel_data_add_dict_u64(d, "loop_iterations", io.loop_iterations);
   rte_tel_data_add_dict_u64(d, "busy_ns", io.busy_ns);
@@ -89,6 +93,46 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
     rte_tel_data_add_dict_u64(d, name.c_str(), e.drops[i]);
   }
   return 0;
+}
+
+// dpdk-kernel-interface: a net_tap port whose kernel side is `iface`, with the data plane's
+// MAC (so the kernel's frames leave with it and frames for it are the kernel's too). Returns
+// the port id.
+absl::StatusOr<uint16_t> StartKernelPort(const std::string& iface, const packet::MacAddress& mac,
+                                         rte_mempool* pool, int socket) {
+  const char* const name = "net_tap_kernel";
+  const std::string devargs = absl::StrFormat("iface=%s,mac=%s", iface, mac.ToString());
+  if (int rc = rte_vdev_init(name, devargs.c_str()); rc != 0) {
+    return absl::UnavailableError(absl::StrFormat(
+        "dpdk-kernel-interface=%s: cannot create the TAP interface (%s): is the name taken, "
+        "or /dev/net/tun missing?",
+        iface, rte_strerror(rc < 0 ? -rc : rc)));
+  }
+  uint16_t port = 0;
+  if (rte_eth_dev_get_port_by_name(name, &port) != 0) {
+    return absl::InternalError("dpdk-kernel-interface: the TAP port has no port id");
+  }
+  rte_eth_conf conf{};
+  if (int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("dpdk-kernel-interface=%s: %s", iface, rte_strerror(-rc)));
+  }
+  uint16_t nb_rx = kKernelDescriptors, nb_tx = kKernelDescriptors;
+  rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rx, &nb_tx);
+  if (int rc = rte_eth_rx_queue_setup(port, 0, nb_rx, socket, nullptr, pool); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("dpdk-kernel-interface=%s: RX queue: %s", iface, rte_strerror(-rc)));
+  }
+  if (int rc = rte_eth_tx_queue_setup(port, 0, nb_tx, socket, nullptr); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("dpdk-kernel-interface=%s: TX queue: %s", iface, rte_strerror(-rc)));
+  }
+  if (int rc = rte_eth_dev_start(port); rc < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("dpdk-kernel-interface=%s: %s", iface, rte_strerror(-rc)));
+  }
+  rte_eth_promiscuous_enable(port);  // whatever the kernel sends is for the wire
+  return port;
 }
 
 static int LaunchWorker(void* arg) {
@@ -154,7 +198,8 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   // Receive descriptors, transmit descriptors, one burst in flight each way, per-lcore caches,
   // and with several workers their rings (full in the worst case) and held bursts.
   const unsigned mbufs = 2 * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
-                         (workers > 1 ? workers * (2 * DpdkFabric::kRingSize + 512) : 0);
+                         (workers > 1 ? workers * (2 * DpdkFabric::kRingSize + 512) : 0) +
+                         (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
   rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE,
                                               socket < 0 ? SOCKET_ID_ANY : socket);
@@ -241,6 +286,19 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
         "port, client 5-tuple hash)",
         workers);
   }
+  if (!cfg.dpdk_kernel_interface.empty()) {
+    absl::StatusOr<uint16_t> kernel = StartKernelPort(cfg.dpdk_kernel_interface, mac, pool, socket);
+    if (!kernel.ok()) return kernel.status();
+    fabric.kernel_port = *kernel;
+    b->kernel_port_ = *kernel;
+    spdlog::info(
+        "DPDK exception path: frames not for the relay go to the kernel through {} (MAC {}; "
+        "give it the node's address), and what the kernel sends there leaves on port {}",
+        cfg.dpdk_kernel_interface, mac.ToString(), port);
+  } else {
+    spdlog::info("DPDK: no dpdk-kernel-interface: frames not for the relay are dropped and "
+                 "counted (rx_not_for_relay)");
+  }
   b->node_ = std::make_unique<turn::NodeState>(cfg);
   for (uint32_t w = 0; w < workers; ++w) {
     b->workers_.push_back(std::make_unique<DpdkWorker>(w, b->config_, b->node_.get(),
@@ -272,6 +330,10 @@ DpdkBackend::~DpdkBackend() {
       }
       rings->clear();
     }
+  }
+  if (kernel_port_ >= 0) {  // closing the TAP port removes its interface
+    rte_eth_dev_stop(static_cast<uint16_t>(kernel_port_));
+    rte_eth_dev_close(static_cast<uint16_t>(kernel_port_));
   }
   if (port_started_) {
     rte_eth_dev_stop(port_);

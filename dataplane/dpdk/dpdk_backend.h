@@ -4,14 +4,16 @@
 //   rte_eth_rx_burst --> packet::ParseFrame --> ARP / ICMP echo / ND answered in place
 //                                          \--> UDP to listening-port --> Engine::OnClientPacket
 //                                          \--> UDP to an open relay port --> Engine::OnPeerPacket
-//                                          \--> anything else: dropped and counted (rx_exception)
+//                                          \--> anything else: to the kernel through the
+//                                               dpdk-kernel-interface TAP port, or dropped and
+//                                               counted (rx_exception)
 //   TxBatch --> new mbuf: payload, then Ethernet/IP/UDP headers prepended in its headroom
 //           --> next hop from the neighbour table (ARP / ND, or the gateway) --> rte_eth_tx_burst
 //
 // One worker per non-main lcore. The port has one RX/TX queue pair; with several workers,
 // worker 0 distributes frames to their owners in software (dpdk_worker.h). Status (issue 4, in
-// progress): no RSS / rte_flow steering, no exception path to the kernel yet; TX copies the
-// payload once. docs/dpdk.md says how to run it and what is missing.
+// progress): no RSS / rte_flow steering; TX copies the payload once. docs/dpdk.md says how to
+// run it and what is missing.
 #pragma once
 
 #include <atomic>
@@ -60,6 +62,7 @@ class DpdkBackend final : public Backend {
   std::vector<std::unique_ptr<DpdkWorker>> workers_;
   std::vector<unsigned> lcores_;
   uint16_t port_ = 0;
+  int kernel_port_ = -1;  // dpdk-kernel-interface's TAP port
   bool port_started_ = false;
   bool started_ = false;
   bool joined_ = false;

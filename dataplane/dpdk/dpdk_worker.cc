@@ -84,6 +84,7 @@ DpdkWorker::~DpdkWorker() {
   for (uint16_t i = 0; i < n_held_; ++i) rte_pktmbuf_free(held_[i]);
   for (uint16_t i = 0; i < n_tx_; ++i) rte_pktmbuf_free(tx_burst_[i]);
   for (uint16_t i = 0; i < n_hairpin_; ++i) rte_pktmbuf_free(hairpin_[i]);
+  for (uint16_t i = 0; i < n_to_kernel_; ++i) rte_pktmbuf_free(to_kernel_[i]);
 }
 
 DpdkWorker::RelayEntry* DpdkWorker::RelayAt(const IpAddress& ip, uint16_t port) {
@@ -196,6 +197,7 @@ void DpdkWorker::Run() {
         n = static_cast<uint16_t>(n + k);
       }
     }
+    if (io_ && fabric_->kernel_port >= 0) n = static_cast<uint16_t>(n + PollKernel());
     if (n > 0) FlushTx();
     if (now_ns_ >= next_tick) {
       engine_->SetNow(now_ns_);
@@ -210,6 +212,7 @@ void DpdkWorker::Run() {
     }
     events_.Flush();
     DrainTx();
+    DrainToKernel();
     if (io_ && several) DrainPeerTx();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
@@ -346,6 +349,37 @@ void DpdkWorker::ShareNeighborFrame(rte_mbuf* m) {
   }
 }
 
+void DpdkWorker::NotForRelay(rte_mbuf* m) {
+  if (!io_ || fabric_->kernel_port < 0) {
+    ++counters_.rx_exception;  // dropped: no exception path (or not worker 0's frame)
+    rte_pktmbuf_free(m);
+    return;
+  }
+  if (n_to_kernel_ == kBurst) DrainToKernel();
+  to_kernel_[n_to_kernel_++] = m;
+}
+
+void DpdkWorker::DrainToKernel() {
+  if (n_to_kernel_ == 0) return;
+  const uint16_t sent = rte_eth_tx_burst(static_cast<uint16_t>(fabric_->kernel_port), 0,
+                                         to_kernel_, n_to_kernel_);
+  counters_.to_kernel += sent;
+  for (uint16_t i = sent; i < n_to_kernel_; ++i) {
+    ++counters_.rx_exception;  // the kernel interface's queue is full: dropped
+    rte_pktmbuf_free(to_kernel_[i]);
+  }
+  n_to_kernel_ = 0;
+}
+
+uint16_t DpdkWorker::PollKernel() {
+  rte_mbuf* burst[kBurst];
+  const uint16_t k =
+      rte_eth_rx_burst(static_cast<uint16_t>(fabric_->kernel_port), 0, burst, kBurst);
+  for (uint16_t i = 0; i < k; ++i) Transmit(burst[i]);  // as the kernel wrote it
+  counters_.from_kernel += k;
+  return k;
+}
+
 void DpdkWorker::DrainPeerTx() {
   rte_mbuf* burst[kBurst];
   for (uint32_t w = 1; w < fabric_->workers; ++w) {
@@ -384,8 +418,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
     if (HandleControl(m, frame, info)) return;
   }
   if (route.kind == Route::kNone) {
-    ++counters_.rx_exception;  // not for the relay (no exception path to the kernel yet)
-    rte_pktmbuf_free(m);
+    NotForRelay(m);
     return;
   }
   // Replies to a client go back to the MAC its packet came from: learn on-link senders (never
@@ -457,8 +490,11 @@ bool DpdkWorker::HandleControl(rte_mbuf* m, std::span<uint8_t> frame,
     }
   }
   if (r.verdict != packet::ReplyVerdict::kReply) {
+    // Not a request for us (an ARP reply to the kernel's request, ICMP errors ...): for the
+    // kernel when it has an interface, else dropped (and not counted: link chatter).
+    if (fabric_->kernel_port >= 0) return false;
     rte_pktmbuf_free(m);
-    return true;  // ARP/ICMP not for us or not a request: handled (dropped)
+    return true;
   }
   m->data_len = static_cast<uint16_t>(r.length);
   m->pkt_len = static_cast<uint32_t>(r.length);

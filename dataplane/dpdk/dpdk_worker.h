@@ -12,6 +12,10 @@
 //   worker w > 0 TX --> its TX ring (one producer, one consumer) --> worker 0 --> port TX
 //   a frame for one of our own addresses (relay to relay): dispatched like a received one
 //
+// With dpdk-kernel-interface, worker 0 hands every frame it does not take (not for the relay,
+// ARP / ND / ICMP it does not answer) to the kernel through a TAP port, and sends what the
+// kernel writes there on the port unchanged (the exception path). Without it they are dropped.
+//
 // No locks on the path: rte_ring (lock-free), and the owner table is atomics written at
 // allocation time.
 #pragma once
@@ -56,6 +60,9 @@ struct DpdkFabric {
   std::vector<rte_ring*> rx;  // per worker: frames dispatched to it (empty with one worker)
   std::vector<rte_ring*> tx;  // per worker: frames for the port, sent by worker 0 ([0] unused)
   std::unique_ptr<RelayPortOwners> owners;  // null with one worker
+  // dpdk-kernel-interface: the TAP port to the kernel (exception path), served by worker 0;
+  // -1 without one.
+  int kernel_port = -1;
 };
 
 class DpdkWorker final : public turn::RelayTransport {
@@ -110,8 +117,14 @@ class DpdkWorker final : public turn::RelayTransport {
   // On the link of one of our addresses (and not that address itself).
   bool OnLink(const IpAddress& ip) const;
   bool IsGateway(const IpAddress& ip) const;
-  // ARP, ICMP echo, ND: answers in place (true: `m` was queued for TX or freed).
+  // ARP, ICMP echo, ND: answers in place (true: `m` was queued for TX or freed; false: not
+  // answered, for the exception path).
   bool HandleControl(rte_mbuf* m, std::span<uint8_t> frame, const packet::FrameInfo& info);
+  // A frame the data plane does not take: to the kernel (exception path) or dropped.
+  void NotForRelay(rte_mbuf* m);
+  void DrainToKernel();
+  // Worker 0: what the kernel sent on its TAP interface, out on the port.
+  uint16_t PollKernel();
   void Learn(std::span<const uint8_t> frame, const packet::FrameInfo& info);
   // A TX descriptor's body's folded sum when known from the received datagram's checksum.
   struct BodySum {
@@ -161,6 +174,8 @@ class DpdkWorker final : public turn::RelayTransport {
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];
   uint16_t n_tx_ = 0;
+  rte_mbuf* to_kernel_[kBurst];  // exception path, sent by DrainToKernel
+  uint16_t n_to_kernel_ = 0;
   rte_mbuf* hairpin_[kBurst];  // sent to our own addresses: looped into the next RX burst
   uint16_t n_hairpin_ = 0;
   struct Staged {

@@ -844,11 +844,13 @@ namespace {
 TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
   auto r = Load({"--backend=dpdk", "--dpdk-args=-l 0-1 --no-huge", "--dpdk-port=1",
                  "--dpdk-address=10.200.0.2/24", "--dpdk-address=2001:db8::2/64",
-                 "--dpdk-gateway=10.200.0.1", "--dpdk-no-checksum-offload"});
+                 "--dpdk-gateway=10.200.0.1", "--dpdk-no-checksum-offload",
+                 "--dpdk-kernel-interface=tpk0"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
   EXPECT_EQ(c.backend, Backend::kDpdk);
   EXPECT_TRUE(c.dpdk_no_checksum_offload);
+  EXPECT_EQ(c.dpdk_kernel_interface, "tpk0");
   EXPECT_EQ(c.dpdk_args, "-l 0-1 --no-huge");
   EXPECT_EQ(c.dpdk_port, 1);
   ASSERT_EQ(c.dpdk_addresses.size(), 2u);
@@ -868,6 +870,9 @@ TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
 TEST(ConfigDpdkTest, BadInputIsRefusedWithWhatToDo) {
   EXPECT_THAT(ErrorOf(Load({"--backend=dpdk"})), HasSubstr("dpdk-address=IP/LEN"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2"})), HasSubstr("prefix length"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-kernel-interface=a,b"})), HasSubstr("interface name"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-kernel-interface=sixteen-chars-xx"})),
+              HasSubstr("interface name"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2/33"})), HasSubstr("dpdk-address"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-gateway=gw"})), HasSubstr("dpdk-gateway"));
   EXPECT_THAT(ErrorOf(Load({"--backend=dpdk", "--dpdk-address=10.200.0.2/24",

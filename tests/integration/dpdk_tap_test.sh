@@ -77,6 +77,16 @@ relayed="$(grep -E '^turnpike_relayed_packets_total\{direction="to_client"\}' <<
     "$(( 3 * CLIENTS * MESSAGES ))"
 echo "dpdk: ${relayed} packets relayed to clients by the DPDK worker"
 
+# Without dpdk-kernel-interface, TCP to the node's address is dropped and counted (the exception
+# path has its own test, dpdk_kernel_test.sh).
+if curl -s -o /dev/null --max-time 2 "http://${TP_HOST}:9641/metrics"; then
+  tp_fail "TCP to ${TP_HOST} was answered although the node has no kernel interface"
+fi
+dropped="$(curl -s --max-time 2 http://127.0.0.1:9641/metrics |
+  sed -n 's/^turnpike_io_dropped_packets_total{reason="rx_not_for_relay"} //p')"
+(( ${dropped:-0} > 0 )) || tp_fail "the TCP SYNs to ${TP_HOST} were not counted as rx_not_for_relay"
+echo "dpdk: TCP to ${TP_HOST} dropped and counted (rx_not_for_relay ${dropped})"
+
 if [[ "${MODE}" == workers ]]; then
   grep -q 'turnpike_workers 2$' <<<"${metrics}" || tp_fail "/metrics does not report 2 workers"
   for w in 0 1; do

@@ -46,6 +46,7 @@ TP_MIN_PORT=""
 TP_MAX_PORT=""
 TP_RANGE_LOCK=""
 TP_FAILED=0
+TP_NETNS=()         # network namespaces we added (ip netns add), deleted by the cleanup trap
 TP_TLS="${TP_TLS:-0}"
 TP_TCP="${TP_TCP:-0}"
 TP_TLS_PORT=""
@@ -88,6 +89,10 @@ tp_cleanup() {
     wait "${pid}" 2>/dev/null
   done
   [[ -n "${TP_RANGE_LOCK}" ]] && rm -rf "${TP_RANGE_LOCK}"
+  local ns
+  for ns in "${TP_NETNS[@]}"; do
+    ip netns delete "${ns}" 2>/dev/null
+  done
   if [[ ${rc} -ne 0 || ${TP_FAILED} -ne 0 ]]; then
     if [[ -n "${TP_SERVER_LOG}" && -f "${TP_SERVER_LOG}" ]]; then
       echo "---- last 40 lines of server log ${TP_SERVER_LOG} ----" >&2
@@ -321,9 +326,20 @@ tp_server_argv() {
   esac
 }
 
-# Sends one STUN Binding request to 127.0.0.1:$1; succeeds if a Binding success response came.
+# Runs a command on the client side: in network namespace TP_DPDK_CLIENT_NS when set (the DPDK
+# exception-path test), else here.
+tp_in_client() {
+  if [[ -n "${TP_DPDK_CLIENT_NS:-}" ]]; then
+    ip netns exec "${TP_DPDK_CLIENT_NS}" "$@"
+  else
+    "$@"
+  fi
+}
+
+# Sends one STUN Binding request to TP_HOST:$1; succeeds if a Binding success response came.
 tp_stun_ping() {
-  timeout "${TP_PING_TIMEOUT:-2}" turnutils_stunclient "${TP_HOST}" -p "$1" 2>&1 | grep -q "reflexive addr"
+  tp_in_client timeout "${TP_PING_TIMEOUT:-2}" turnutils_stunclient "${TP_HOST}" -p "$1" 2>&1 |
+    grep -q "reflexive addr"
 }
 
 # Succeeds if a TCP socket is listening on 127.0.0.1:$1 (or on a wildcard address).
@@ -525,8 +541,18 @@ tp_start_dpdk_server() {
     (( SECONDS < deadline )) || tp_fail "no tp0 interface within the deadline"
     sleep 0.1  # poll interval
   done
-  ip addr add "${TP_DPDK_PEER_HOST}/24" dev tp0 || tp_fail "cannot address tp0"
-  ip link set tp0 up || tp_fail "cannot bring tp0 up"
+  if [[ -n "${TP_DPDK_CLIENT_NS:-}" ]]; then
+    # The client network is a namespace of its own (this one keeps the node's kernel). The TAP
+    # driver sets tp0 up by name while the port starts: move it only once the node is ready.
+    until grep -q "ready:" "${TP_SERVER_LOG}"; do
+      kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited during start-up"
+      (( SECONDS < deadline )) || tp_fail "turnpiked not ready within the deadline"
+      sleep 0.1  # poll interval
+    done
+    ip link set tp0 netns "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot move tp0 to the client namespace"
+  fi
+  tp_in_client ip addr add "${TP_DPDK_PEER_HOST}/24" dev tp0 || tp_fail "cannot address tp0"
+  tp_in_client ip link set tp0 up || tp_fail "cannot bring tp0 up"
   until tp_stun_ping "${TP_PORT}"; do
     kill -0 "${TP_SERVER_PID}" 2>/dev/null || tp_fail "turnpiked exited during start-up"
     (( SECONDS < deadline )) || tp_fail "no STUN answer from ${TP_HOST} through DPDK"

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The DPDK exception path (dpdk-kernel-interface): what the data plane does not take reaches the
+# node's kernel through a TAP interface, and what the kernel sends leaves on the port. Two
+# network namespaces, both made by this test, so nothing leaves them:
+#
+#   client namespace (ip netns add)            node namespace (unshare -n)
+#   tp0 10.200.0.1/24 <--- TAP "NIC" ---> turnpiked DPDK port, dpdk-address 10.200.0.2/24
+#   curl, ping, turnutils_uclient/peer                |  not for the relay
+#                                                      v
+#                                           tpk0 10.200.0.2/24 (the node's kernel; the
+#                                           control API listens on 0.0.0.0:9641 here)
+#
+# Checks: TCP to the node's address (HTTP to the control API) is served by the node's kernel
+# through the data plane; the kernel's own ping of the client goes out and its replies come back
+# (ARP for the client and the echo replies are handed to the kernel); ICMP echo to the node and
+# TURN relaying are still answered by the data plane; the to_kernel / from_kernel counters move.
+# Needs root.
+#
+# Usage: dpdk_kernel_test.sh   (environment: TURNPIKED, default build/turnpiked)
+set -u
+if [[ -z "${TP_IN_NETNS:-}" ]]; then
+  if [[ ${EUID} -ne 0 ]]; then
+    echo "FAIL: the DPDK test needs root (EAL, TAP devices, network namespaces)" >&2
+    exit 1
+  fi
+  exec unshare -n env TP_IN_NETNS=1 bash "$0" "$@"
+fi
+. "$(dirname "$0")/lib.sh"
+
+SERVER=turnpiked
+PEER_PORT=3480
+tp_require ip curl ping turnutils_uclient turnutils_peer
+tp_init
+ip link set lo up
+TP_DPDK_CLIENT_NS="tp-client-$$"
+ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
+TP_NETNS+=("${TP_DPDK_CLIENT_NS}")
+export TP_DPDK_CLIENT_NS
+tp_in_client ip link set lo up
+
+tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --control-listen=0.0.0.0:9641
+grep -q "exception path: frames not for the relay go to the kernel through tpk0" "${TP_SERVER_LOG}" ||
+  tp_fail "turnpiked did not log its exception path"
+ip addr add "${TP_HOST}/24" dev tpk0 || tp_fail "cannot address tpk0"
+ip link set tpk0 up || tp_fail "cannot bring tpk0 up"
+
+metric() {
+  curl -s --max-time 2 http://127.0.0.1:9641/metrics | sed -n "s/^$1 //p"
+}
+
+# 1. TCP from a client to the node's address: the node's kernel answers (through DPDK both ways).
+body="$(tp_in_client curl -s --max-time 10 "http://${TP_HOST}:9641/metrics")" ||
+  tp_fail "no HTTP answer from ${TP_HOST}:9641 through the exception path"
+grep -q 'turnpike_build_info{.*backend="dpdk"' <<<"${body}" ||
+  tp_fail "the HTTP answer through the exception path is not the node's /metrics"
+echo "kernel: HTTP to ${TP_HOST}:9641 from the client namespace answered by the node's kernel"
+
+# 2. The kernel's own traffic out: it resolves the client by ARP and pings it.
+ping -c 3 -i 0.2 -W 2 -I tpk0 "${TP_DPDK_PEER_HOST}" >"${TP_TMP}/ping-out.log" 2>&1 ||
+  { cat "${TP_TMP}/ping-out.log" >&2; tp_fail "the node's kernel cannot ping the client"; }
+echo "kernel: the node's kernel pings ${TP_DPDK_PEER_HOST} through the data plane"
+
+# 3. The data plane still answers ICMP echo and relays TURN itself.
+before="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+tp_in_client ping -c 3 -i 0.2 -W 2 "${TP_HOST}" >"${TP_TMP}/ping-in.log" 2>&1 ||
+  { cat "${TP_TMP}/ping-in.log" >&2; tp_fail "no echo reply from ${TP_HOST}"; }
+tp_in_client turnutils_peer -L "${TP_DPDK_PEER_HOST}" -p "${PEER_PORT}" >"${TP_TMP}/peer.log" 2>&1 &
+tp_track $!
+sleep 0.5  # turnutils_peer binds at once; it runs in the other namespace (no ss from here)
+CLIENT_HOST="${TP_HOST}" CLIENTS=2 MESSAGES=20 LENGTH=120
+out="${TP_TMP}/uclient.log"
+tp_in_client timeout 60 turnutils_uclient -v -W "${TP_SECRET}" -e "${TP_DPDK_PEER_HOST}" \
+  -r "${PEER_PORT}" -p "${TP_PORT}" -m "${CLIENTS}" -n "${MESSAGES}" -l "${LENGTH}" \
+  "${TP_HOST}" >"${out}" 2>&1 || { tail -n 20 "${out}" >&2; tp_fail "uclient failed"; }
+check_uclient_output "${out}" "dpdk with exception path"
+after="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+# Echo requests and TURN were the data plane's: at most link chatter (ARP refreshes, IPv6
+# router solicitations' answers) went to the kernel meanwhile, far fewer than the 3 pings and
+# 80 relayed messages.
+(( after - before < 20 )) ||
+  tp_fail "${after} - ${before} frames went to the kernel while the data plane should answer"
+
+to_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+from_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="from_kernel"}')"
+(( ${to_kernel:-0} > 0 && ${from_kernel:-0} > 0 )) ||
+  tp_fail "exception counters did not move: to_kernel=${to_kernel:-?} from_kernel=${from_kernel:-?}"
+echo "kernel: ${to_kernel} frames to the kernel, ${from_kernel} from it"
+
+tp_stop_server
+echo "PASS: the DPDK exception path hands the node's kernel what is not for the relay"
