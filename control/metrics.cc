@@ -232,6 +232,9 @@ std::string RenderMetrics(const MetricsInput& in) {
   m.Family("turnpike_dispatched_packets_total", "counter",
            "Frames the DPDK distributor (worker 0) handed to the worker that owns them.");
   m.Sample("turnpike_dispatched_packets_total", "", io.dispatched);
+  m.Family("turnpike_neighbor_parked_packets_total", "counter",
+           "DPDK: frames held until ARP / ND resolved their next hop (then sent).");
+  m.Sample("turnpike_neighbor_parked_packets_total", "", io.tx_neighbor_parked);
   m.Family("turnpike_kernel_exception_packets_total", "counter",
            "DPDK exception path (dpdk-kernel-interface): frames to and from the kernel.");
   m.Sample("turnpike_kernel_exception_packets_total", Label("direction", "to_kernel"),

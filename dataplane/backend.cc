@@ -139,6 +139,7 @@ void IoCounters::Add(const IoCounters& o) {
   dispatch_drops += o.dispatch_drops;
   to_kernel += o.to_kernel;
   from_kernel += o.from_kernel;
+  tx_neighbor_parked += o.tx_neighbor_parked;
 }
 
 uint32_t PerWorkerAllocations(uint32_t max_allocations, uint32_t workers) {

@@ -75,11 +75,12 @@ struct alignas(64) IoCounters {
 
   // DPDK (dataplane/dpdk).
   uint64_t rx_exception = 0;        // not for the relay and not to the kernel: dropped
-  uint64_t tx_neighbor_pending = 0;  // dropped while the next hop's MAC was being resolved
+  uint64_t tx_neighbor_pending = 0;  // dropped: next hop unresolved (queue full or timed out)
   uint64_t dispatched = 0;          // frames handed to the worker that owns them (multi-worker)
   uint64_t dispatch_drops = 0;      // dropped: that worker's ring was full
   uint64_t to_kernel = 0;           // frames handed to the kernel (dpdk-kernel-interface)
   uint64_t from_kernel = 0;         // frames the kernel sent through it
+  uint64_t tx_neighbor_parked = 0;  // frames held while ARP / ND resolved their next hop
 
   // Adds every field of `o` (gauges too: a node-wide sum of per-worker gauges). A new counter
   // goes above this line, in Add, and (if last) in tests/dataplane/backend_test.cc's bound.

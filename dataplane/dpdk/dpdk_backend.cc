@@ -81,6 +81,7 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "dispatch_drops", io.dispatch_drops);
   rte_tel_data_add_dict_u64(d, "to_kernel", io.to_kernel);
   rte_tel_data_add_dict_u64(d, "from_kernel", io.from_kernel);
+  rte_tel_data_add_dict_u64(d, "tx_neighbor_parked", io.tx_neighbor_parked);
   rte_tel_data_add_dict_u64(d, "bursts", io.bursts);
   rte_tel_data_add_dict_u64(d, "loop_iterations", io.loop_iterations);
   rte_tel_data_add_dict_u64(d, "busy_ns", io.busy_ns);

@@ -40,6 +40,7 @@ int FamilyIndex(const IpAddress& ip) { return ip.is_v4() ? 0 : 1; }
 packet::NeighborTableOptions NeighborOptions() {
   packet::NeighborTableOptions o;
   o.capacity = 4096;
+  o.max_queued = 16;  // frames parked per unresolved next hop (the first packets of a stream)
   return o;
 }
 
@@ -85,6 +86,7 @@ DpdkWorker::~DpdkWorker() {
   for (uint16_t i = 0; i < n_tx_; ++i) rte_pktmbuf_free(tx_burst_[i]);
   for (uint16_t i = 0; i < n_hairpin_; ++i) rte_pktmbuf_free(hairpin_[i]);
   for (uint16_t i = 0; i < n_to_kernel_; ++i) rte_pktmbuf_free(to_kernel_[i]);
+  for (size_t i = 0; i < n_parked_; ++i) rte_pktmbuf_free(parked_[i].m);
 }
 
 DpdkWorker::RelayEntry* DpdkWorker::RelayAt(const IpAddress& ip, uint16_t port) {
@@ -203,6 +205,7 @@ void DpdkWorker::Run() {
       engine_->SetNow(now_ns_);
       engine_->Tick();
       FlushTx();
+      if (n_parked_ > 0) ReleaseParked(/*expire=*/true);
       neighbors_.Sweep(NowSeconds());
       ++counters_.ticks;
       next_tick = now_ns_ + kTickNs;
@@ -426,7 +429,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   // traffic; gateways are learned from ARP / ND only). The table's cache makes the repeat of
   // a Learn within the same second a no-op.
   if (OnLink(info.src_ip) && !IsGateway(info.src_ip)) {
-    neighbors_.Learn(info.src_ip, info.src_mac, NowSeconds(), /*create=*/true);
+    LearnNeighbor(info.src_ip, info.src_mac, /*create=*/true);
   }
   const std::span<const uint8_t> payload = frame.subspan(info.payload_offset, info.payload_length);
   if (tx_->size() + 4 > turn::TxBatch::kCapacity) FlushTx();
@@ -508,7 +511,43 @@ void DpdkWorker::Learn(std::span<const uint8_t> frame, const packet::FrameInfo& 
   // A neighbour that asks for or announces one of our addresses is worth remembering; others
   // only refresh entries we already have.
   const bool about_us = packet::IsOurAddress(ours_, seen->target);
-  neighbors_.Learn(seen->ip, seen->mac, NowSeconds(), about_us);
+  LearnNeighbor(seen->ip, seen->mac, about_us);
+}
+
+void DpdkWorker::LearnNeighbor(const IpAddress& ip, const packet::MacAddress& mac, bool create) {
+  const packet::NeighborTable::Learned l = neighbors_.Learn(ip, mac, NowSeconds(), create);
+  if (n_parked_ > 0 && l.result == packet::NeighborTable::LearnResult::kResolved) {
+    ReleaseParked(/*expire=*/false);
+  }
+}
+
+void DpdkWorker::Park(const IpAddress& via, rte_mbuf* m) {
+  if (n_parked_ == kMaxParked) {
+    ++counters_.tx_neighbor_pending;
+    rte_pktmbuf_free(m);
+    return;
+  }
+  parked_[n_parked_++] = ParkedFrame{via, m, NowSeconds()};
+  ++counters_.tx_neighbor_parked;
+}
+
+void DpdkWorker::ReleaseParked(bool expire) {
+  const uint64_t now = NowSeconds();
+  const uint64_t give_up = NeighborOptions().incomplete_seconds;
+  size_t kept = 0;
+  for (size_t i = 0; i < n_parked_; ++i) {  // in order: a stream's frames stay in sequence
+    ParkedFrame& p = parked_[i];
+    if (const std::optional<packet::MacAddress> mac = neighbors_.Lookup(p.via, now)) {
+      std::memcpy(rte_pktmbuf_mtod(p.m, uint8_t*), mac->bytes.data(), mac->bytes.size());
+      Transmit(p.m);
+    } else if (expire && now - p.since_s >= give_up) {
+      ++counters_.tx_neighbor_pending;  // no answer from the next hop
+      rte_pktmbuf_free(p.m);
+    } else {
+      parked_[kept++] = p;
+    }
+  }
+  n_parked_ = kept;
 }
 
 bool DpdkWorker::OnLink(const IpAddress& ip) const {
@@ -523,7 +562,8 @@ bool DpdkWorker::IsGateway(const IpAddress& ip) const {
          config_.dpdk_gateways.end();
 }
 
-std::optional<packet::MacAddress> DpdkWorker::NextHopMac(const IpAddress& dst) {
+DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
+  NextHop hop;
   IpAddress next = dst;
   if (!OnLink(dst)) {
     bool found = false;
@@ -536,7 +576,7 @@ std::optional<packet::MacAddress> DpdkWorker::NextHopMac(const IpAddress& dst) {
     }
     if (!found) {
       ++counters_.tx_err_unreachable;
-      return std::nullopt;
+      return hop;
     }
   }
   const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, NowSeconds());
@@ -545,11 +585,20 @@ std::optional<packet::MacAddress> DpdkWorker::NextHopMac(const IpAddress& dst) {
                                   ? std::optional<packet::MacAddress>(r.mac)
                                   : std::nullopt);
   }
-  if (r.disposition != packet::NeighborTable::Disposition::kSend) {
-    ++counters_.tx_neighbor_pending;  // not queued yet: dropped while ARP / ND resolves
-    return std::nullopt;
+  switch (r.disposition) {
+    case packet::NeighborTable::Disposition::kSend:
+      hop.kind = NextHop::kSend;
+      hop.mac = r.mac;
+      break;
+    case packet::NeighborTable::Disposition::kQueue:
+      hop.kind = NextHop::kPark;
+      hop.via = next;
+      break;
+    case packet::NeighborTable::Disposition::kDrop:
+      ++counters_.tx_neighbor_pending;  // this neighbour's parked frames are at their limit
+      break;
   }
-  return r.mac;
+  return hop;
 }
 
 void DpdkWorker::SendNeighborRequest(const IpAddress& target,
@@ -600,9 +649,9 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   // To one of our own addresses (a relay talking to another relay of this node, as two
   // relay-only browsers do): hairpin back into the receive path instead of onto the wire.
   const bool hairpin = packet::IsOurAddress(ours_, d.dst.ip);
-  const std::optional<packet::MacAddress> dst_mac =
-      hairpin ? std::optional<packet::MacAddress>(mac_) : NextHopMac(d.dst.ip);
-  if (!dst_mac) return;
+  const NextHop hop =
+      hairpin ? NextHop{NextHop::kSend, mac_, IpAddress{}} : ResolveNextHop(d.dst.ip);
+  if (hop.kind == NextHop::kNone) return;
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (m == nullptr) {
     ++counters_.tx_no_slot;
@@ -622,7 +671,7 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   if (d.tail_pad > 0) std::memset(payload + d.head_len + d.body_len, 0, d.tail_pad);
   packet::UdpTxParams params;
   params.src_mac = mac_;
-  params.dst_mac = *dst_mac;
+  params.dst_mac = hop.mac;  // zero while parked: written when the next hop resolves
   params.src = *src;
   params.dst = d.dst;
   if ((d.socket & kRelayBit) != 0) {
@@ -678,6 +727,10 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
     }
     hairpin_[n_hairpin_++] = m;  // received on the next loop iteration
     ++counters_.tx_packets;
+    return;
+  }
+  if (hop.kind == NextHop::kPark) {
+    Park(hop.via, m);
     return;
   }
   Transmit(m);

@@ -139,9 +139,20 @@ class DpdkWorker final : public turn::RelayTransport {
   void SendDesc(const turn::TxDesc& d, BodySum body_sum);
   void Transmit(rte_mbuf* m);
   void DrainTx();
-  // The next hop's MAC for `dst`, or nullopt (an ARP request / NS went out, the packet is
-  // dropped and counted: no queueing yet).
-  std::optional<packet::MacAddress> NextHopMac(const IpAddress& dst);
+  // Where a frame for `dst` goes next: send to `mac`, park it until ARP / ND answers for `via`
+  // (a request went out), or nowhere (no route, or that neighbour's queue is full: counted).
+  struct NextHop {
+    enum Kind : uint8_t { kSend, kPark, kNone } kind = kNone;
+    packet::MacAddress mac;
+    IpAddress via;
+  };
+  NextHop ResolveNextHop(const IpAddress& dst);
+  // Parked frames: held with a zero destination MAC until their next hop resolves (Learn),
+  // dropped and counted after the neighbour table's incomplete_seconds.
+  void Park(const IpAddress& via, rte_mbuf* m);
+  void LearnNeighbor(const IpAddress& ip, const packet::MacAddress& mac, bool create);
+  // Sends the parked frames whose next hop now has a MAC, drops the expired ones (`expire`).
+  void ReleaseParked(bool expire);
   void SendNeighborRequest(const IpAddress& target, std::optional<packet::MacAddress> unicast);
   std::optional<SocketAddress> SourceOf(turn::SocketId socket) const;
   RelayEntry* RelayAt(const IpAddress& ip, uint16_t port);
@@ -174,6 +185,14 @@ class DpdkWorker final : public turn::RelayTransport {
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];
   uint16_t n_tx_ = 0;
+  static constexpr size_t kMaxParked = 128;
+  struct ParkedFrame {
+    IpAddress via;
+    rte_mbuf* m;
+    uint64_t since_s;
+  };
+  ParkedFrame parked_[kMaxParked];  // in arrival order
+  size_t n_parked_ = 0;
   rte_mbuf* to_kernel_[kBurst];  // exception path, sent by DrainToKernel
   uint16_t n_to_kernel_ = 0;
   rte_mbuf* hairpin_[kBurst];  // sent to our own addresses: looped into the next RX burst

@@ -66,6 +66,18 @@ run send -s
 # Client to client through two relays of this node: the DPDK worker hairpins relay-to-relay
 # traffic to its own address back into its receive path.
 run c2c -y
+# A peer the data plane has never heard from (a second address on the kernel side): the first
+# relayed packets to it wait while ARP resolves 10.200.0.3 instead of being dropped, which
+# uclient would report as loss.
+ip addr add 10.200.0.3/24 dev tp0 || tp_fail "cannot add 10.200.0.3 to tp0"
+turnutils_peer -L 10.200.0.3 -p 3481 >"${TP_TMP}/peer-fresh.log" 2>&1 &
+tp_track $!
+tp_wait_udp_bound 3481 $!
+PEER_HOST=10.200.0.3 PEER_PORT=3481 run fresh-peer
+parked="$(curl -s --max-time 2 http://127.0.0.1:9641/metrics |
+  sed -n 's/^turnpike_neighbor_parked_packets_total //p')"
+(( ${parked:-0} > 0 )) || tp_fail "no frame was parked while 10.200.0.3 resolved"
+echo "dpdk: ${parked} frames parked while ARP resolved their next hop, none lost"
 
 metrics="$(curl -s --max-time 2 http://127.0.0.1:9641/metrics)"
 grep -q 'turnpike_build_info{.*backend="dpdk"' <<<"${metrics}" ||

@@ -510,8 +510,10 @@ check_uclient_output() {
 #
 #   kernel: tp0 TP_DPDK_PEER_HOST/24 (10.200.0.1)  <-- TAP -->  turnpiked: TP_HOST/24 (10.200.0.2)
 #
-# EAL runs with --no-huge (TAP needs no hugepages). Waits until the data plane answers a STUN
-# Binding from the kernel side. Extra arguments go to turnpiked. Sets TP_HOST, TP_PORT,
+# EAL runs with --no-huge (TAP needs no hugepages); TP_DPDK_LCORES replaces its `-l 0-1`. With
+# TP_DPDK_CLIENT_NS, tp0 moves into that namespace once the node is ready (this one is the
+# node's). Peers may be 10.200.0.1-10.200.0.9 (kernel-side addresses). Waits until the data plane
+# answers a STUN Binding from the kernel side. Extra arguments go to turnpiked. Sets TP_HOST, TP_PORT,
 # TP_MIN_PORT, TP_MAX_PORT, TP_SERVER_PID, TP_SERVER_LOG, TP_DPDK_PREFIX; the control plane is on
 # 127.0.0.1:9641 of the namespace.
 tp_start_dpdk_server() {
@@ -530,7 +532,7 @@ tp_start_dpdk_server() {
     --dpdk-address="${TP_HOST}/24" --listening-port="${TP_PORT}" \
     --min-port="${TP_MIN_PORT}" --max-port="${TP_MAX_PORT}" --realm="${TP_REALM}" \
     --use-auth-secret --static-auth-secret="${TP_SECRET}" \
-    --allowed-peer-ip="${TP_DPDK_PEER_HOST}-${TP_HOST}" \
+    --allowed-peer-ip=10.200.0.1-10.200.0.9 \
     --control-listen=127.0.0.1:9641 --drain-timeout=0 --log-file=stdout "$@" \
     >"${TP_SERVER_LOG}" 2>&1 &
   TP_SERVER_PID=$!
