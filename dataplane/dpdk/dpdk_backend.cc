@@ -9,7 +9,6 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pdump.h>
-#include <rte_ring.h>
 #include <rte_telemetry.h>
 
 #include <mutex>
@@ -263,25 +262,10 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
 
   // Several workers share the port's one queue pair through worker 0 (dpdk_worker.h): an RX
   // ring each (dispatched frames) and a TX ring each (frames worker 0 sends for them).
-  b->fabric_ = std::make_unique<DpdkFabric>();
-  DpdkFabric& fabric = *b->fabric_;
-  fabric.workers = workers;
+  absl::StatusOr<std::unique_ptr<DpdkFabric>> fabric = DpdkFabric::Create(workers, "tp", socket);
+  if (!fabric.ok()) return fabric.status();
+  b->fabric_ = *std::move(fabric);
   if (workers > 1) {
-    fabric.owners = std::make_unique<RelayPortOwners>();
-    for (uint32_t w = 0; w < workers; ++w) {
-      const std::string rx_name = absl::StrFormat("tp_rx_%d", w);
-      const std::string tx_name = absl::StrFormat("tp_tx_%d", w);
-      rte_ring* rx = rte_ring_create(rx_name.c_str(), DpdkFabric::kRingSize, socket,
-                                     RING_F_SC_DEQ);
-      rte_ring* tx = rte_ring_create(tx_name.c_str(), DpdkFabric::kRingSize, socket,
-                                     RING_F_SP_ENQ | RING_F_SC_DEQ);
-      if (rx != nullptr) fabric.rx.push_back(rx);
-      if (tx != nullptr) fabric.tx.push_back(tx);
-      if (rx == nullptr || tx == nullptr) {
-        return absl::ResourceExhaustedError(
-            absl::StrFormat("cannot create worker %d's rings: %s", w, rte_strerror(rte_errno)));
-      }
-    }
     spdlog::info(
         "DPDK: {} workers; worker 0 polls the port and hands frames to their owners (relay "
         "port, client 5-tuple hash)",
@@ -290,7 +274,7 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   if (!cfg.dpdk_kernel_interface.empty()) {
     absl::StatusOr<uint16_t> kernel = StartKernelPort(cfg.dpdk_kernel_interface, mac, pool, socket);
     if (!kernel.ok()) return kernel.status();
-    fabric.kernel_port = *kernel;
+    b->fabric_->kernel_port = *kernel;
     b->kernel_port_ = *kernel;
     spdlog::info(
         "DPDK exception path: frames not for the relay go to the kernel through {} (MAC {}; "
@@ -321,17 +305,7 @@ DpdkBackend::~DpdkBackend() {
     if (g_backend == this) g_backend = nullptr;
   }
   workers_.clear();
-  // Frames still in the rings go back to the pool before the rings go.
-  if (fabric_ != nullptr) {
-    for (std::vector<rte_ring*>* rings : {&fabric_->rx, &fabric_->tx}) {
-      for (rte_ring* r : *rings) {
-        void* m;
-        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-        rte_ring_free(r);
-      }
-      rings->clear();
-    }
-  }
+  fabric_.reset();  // frames still in the rings go back to the pool before the port closes
   if (kernel_port_ >= 0) {  // closing the TAP port removes its interface
     rte_eth_dev_stop(static_cast<uint16_t>(kernel_port_));
     rte_eth_dev_close(static_cast<uint16_t>(kernel_port_));

@@ -1,8 +1,9 @@
 // DPDK worker loop; see dpdk_worker.h and dpdk_backend.h for the data flow.
 #include "dataplane/dpdk/dpdk_worker.h"
 
-#include <rte_ethdev.h>
 #include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
 #include <rte_pause.h>
 
 #include <algorithm>
@@ -40,11 +41,43 @@ int FamilyIndex(const IpAddress& ip) { return ip.is_v4() ? 0 : 1; }
 packet::NeighborTableOptions NeighborOptions() {
   packet::NeighborTableOptions o;
   o.capacity = 4096;
-  o.max_queued = 16;  // frames parked per unresolved next hop (the first packets of a stream)
+  o.max_queued = 64;  // frames parked per unresolved next hop (a burst of streams starting)
   return o;
 }
 
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<DpdkFabric>> DpdkFabric::Create(uint32_t workers,
+                                                              std::string_view prefix,
+                                                              int socket) {
+  auto fabric = std::make_unique<DpdkFabric>();
+  fabric->workers = workers;
+  if (workers <= 1) return fabric;
+  fabric->owners = std::make_unique<RelayPortOwners>();
+  for (uint32_t w = 0; w < workers; ++w) {
+    const std::string rx_name = absl::StrFormat("%s_rx_%d", prefix, w);
+    const std::string tx_name = absl::StrFormat("%s_tx_%d", prefix, w);
+    rte_ring* rx = rte_ring_create(rx_name.c_str(), kRingSize, socket, RING_F_SC_DEQ);
+    rte_ring* tx = rte_ring_create(tx_name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (rx != nullptr) fabric->rx.push_back(rx);
+    if (tx != nullptr) fabric->tx.push_back(tx);
+    if (rx == nullptr || tx == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("cannot create worker %d's rings: %s", w, rte_strerror(rte_errno)));
+    }
+  }
+  return fabric;
+}
+
+DpdkFabric::~DpdkFabric() {
+  for (std::vector<rte_ring*>* rings : {&rx, &tx}) {
+    for (rte_ring* r : *rings) {
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+  }
+}
 
 DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node,
                        const DpdkFabric* fabric, uint16_t port, uint16_t queue,

@@ -30,6 +30,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "dataplane/backend.h"
 #include "dataplane/packet/frame.h"
 #include "dataplane/packet/neighbor_table.h"
@@ -63,6 +64,12 @@ struct DpdkFabric {
   // dpdk-kernel-interface: the TAP port to the kernel (exception path), served by worker 0;
   // -1 without one.
   int kernel_port = -1;
+
+  // With several workers, their rings (named `prefix`_rx_<w> / _tx_<w>) and the owner table.
+  static absl::StatusOr<std::unique_ptr<DpdkFabric>> Create(uint32_t workers,
+                                                            std::string_view prefix, int socket);
+  // Frees the rings and the frames still in them.
+  ~DpdkFabric();
 };
 
 class DpdkWorker final : public turn::RelayTransport {
@@ -185,7 +192,7 @@ class DpdkWorker final : public turn::RelayTransport {
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];
   uint16_t n_tx_ = 0;
-  static constexpr size_t kMaxParked = 128;
+  static constexpr size_t kMaxParked = 256;
   struct ParkedFrame {
     IpAddress via;
     rte_mbuf* m;

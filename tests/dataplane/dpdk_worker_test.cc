@@ -1,0 +1,385 @@
+// Unit tests of the DPDK worker loop (dataplane/dpdk) without a NIC: each port is a pair of
+// rte_rings made into an ethdev (net_ring's rte_eth_from_rings), so a test puts frames into a
+// worker's RX queue and reads what it transmits, byte for byte. The EAL runs in memory
+// (--no-huge --no-shconf, no devices); workers run their real Run() loop on threads.
+#include "dataplane/dpdk/dpdk_worker.h"
+
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "dataplane/packet/arp.h"
+#include "dataplane/packet/checksum.h"
+#include "dataplane/packet/frame.h"
+#include "dataplane/packet/tx_headers.h"
+#include "gtest/gtest.h"
+#include "perf/dpdk/handshake.h"
+#include "turn/node_state.h"
+
+namespace turnpike::dataplane {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+using Clock = std::chrono::steady_clock;
+
+const packet::MacAddress kNodeMac{{0x02, 0x00, 0x00, 0x00, 0x00, 0x02}};
+const packet::MacAddress kHostMac{{0x02, 0x00, 0x00, 0x00, 0x00, 0x10}};  // clients and peers
+rte_mempool* g_pool = nullptr;
+
+IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+
+class EalEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::vector<std::string> args = {"dpdk_worker_test", "-l", "0", "--no-huge", "-m", "256",
+                                      "--no-pci", "--no-shconf", "--log-level=*:warning",
+                                      absl::StrFormat("--file-prefix=tp-worker-test-%d", getpid())};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0)
+        << "EAL initialisation failed (needs root)";
+    g_pool = rte_pktmbuf_pool_create("wt_pool", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                     SOCKET_ID_ANY);
+    ASSERT_NE(g_pool, nullptr);
+  }
+  void TearDown() override { rte_eal_cleanup(); }
+};
+
+// An ethdev whose RX queue is `in` (the test enqueues) and TX queue is `out` (the test reads).
+struct RingPort {
+  rte_ring* in = nullptr;
+  rte_ring* out = nullptr;
+  uint16_t id = 0;
+
+  void Open() {
+    static int serial = 0;
+    const int n = serial++;
+    in = rte_ring_create(absl::StrFormat("wt_in_%d", n).c_str(), 1024, SOCKET_ID_ANY,
+                         RING_F_SP_ENQ | RING_F_SC_DEQ);
+    out = rte_ring_create(absl::StrFormat("wt_out_%d", n).c_str(), 1024, SOCKET_ID_ANY,
+                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+    ASSERT_TRUE(in != nullptr && out != nullptr);
+    const int port = rte_eth_from_rings(absl::StrFormat("wt_port_%d", n).c_str(), &in, 1, &out,
+                                        1, SOCKET_ID_ANY);
+    ASSERT_GE(port, 0);
+    id = static_cast<uint16_t>(port);
+    rte_eth_conf conf{};
+    ASSERT_EQ(rte_eth_dev_configure(id, 1, 1, &conf), 0);
+    ASSERT_EQ(rte_eth_rx_queue_setup(id, 0, 512, SOCKET_ID_ANY, nullptr, g_pool), 0);
+    ASSERT_EQ(rte_eth_tx_queue_setup(id, 0, 512, SOCKET_ID_ANY, nullptr), 0);
+    ASSERT_EQ(rte_eth_dev_start(id), 0);
+  }
+
+  void Close() {
+    if (in == nullptr) return;
+    rte_eth_dev_stop(id);
+    rte_eth_dev_close(id);
+    for (rte_ring* r : {in, out}) {
+      void* m;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+    in = out = nullptr;
+  }
+
+  void Put(const Bytes& frame) const {
+    rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
+    ASSERT_NE(m, nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
+                frame.size());
+    ASSERT_EQ(rte_ring_enqueue(in, m), 0);
+  }
+
+  // The next transmitted frame, or an empty one after `wait`.
+  Bytes Take(std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) const {
+    const auto deadline = Clock::now() + wait;
+    void* p = nullptr;
+    while (rte_ring_dequeue(out, &p) != 0) {
+      if (Clock::now() > deadline) return {};
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    rte_mbuf* m = static_cast<rte_mbuf*>(p);
+    const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+    Bytes frame(data, data + rte_pktmbuf_data_len(m));
+    rte_pktmbuf_free(m);
+    return frame;
+  }
+};
+
+Bytes UdpFrame(const SocketAddress& src, const SocketAddress& dst, std::span<const uint8_t> payload,
+               const packet::MacAddress& src_mac = kHostMac,
+               const packet::MacAddress& dst_mac = kNodeMac) {
+  constexpr size_t kRoom = 64;
+  Bytes buf(kRoom + payload.size());
+  std::memcpy(buf.data() + kRoom, payload.data(), payload.size());
+  packet::UdpTxParams params;
+  params.src_mac = src_mac;
+  params.dst_mac = dst_mac;
+  params.src = src;
+  params.dst = dst;
+  const std::optional<packet::Prepended> p =
+      packet::PrependUdpHeaders(buf, kRoom, payload.size(), params);
+  if (!p) return {};
+  return Bytes(buf.begin() + static_cast<std::ptrdiff_t>(p->frame_offset), buf.end());
+}
+
+// A parsed UDP frame the worker sent, with its checksums checked.
+struct Sent {
+  packet::FrameInfo info;
+  Bytes payload;
+};
+std::optional<Sent> ParseUdp(const Bytes& frame) {
+  Sent s;
+  s.info = packet::ParseFrame(frame);
+  if (!s.info.ok() || !s.info.is_ip() || s.info.l4_protocol != 17) return std::nullopt;
+  EXPECT_TRUE(packet::UdpChecksumValid(
+      s.info.src_ip, s.info.dst_ip,
+      std::span<const uint8_t>(frame).subspan(s.info.l4_offset, s.info.l4_length)));
+  EXPECT_EQ(s.info.src_mac, kNodeMac);
+  s.payload.assign(frame.begin() + s.info.payload_offset,
+                   frame.begin() + s.info.payload_offset + s.info.payload_length);
+  return s;
+}
+
+class DpdkWorkerTest : public ::testing::Test {
+ protected:
+  void Start(uint32_t workers, bool kernel_interface) {
+    config_.listening_ips = {kNode};
+    config_.relay_ips = {kNode};
+    config_.dpdk_addresses = {{kNode, 24}};
+    config_.listening_port = 3478;
+    config_.min_port = 20000;
+    config_.max_port = 20999;
+    config_.realm = "worker.test";
+    config_.use_auth_secret = true;
+    config_.static_auth_secrets = {"s3cret"};
+    config_.unauth_rate = 0;
+    config_.allowed_peer_ips = {{Ip("10.0.0.1"), Ip("10.0.0.99")}};
+    node_ = std::make_unique<turn::NodeState>(config_);
+    port_.Open();
+    if (kernel_interface) kernel_.Open();
+    static int serial = 0;
+    auto fabric = DpdkFabric::Create(workers, absl::StrFormat("wt%d", serial++), SOCKET_ID_ANY);
+    ASSERT_TRUE(fabric.ok()) << fabric.status();
+    fabric_ = *std::move(fabric);
+    fabric_->kernel_port = kernel_interface ? kernel_.id : -1;
+    for (uint32_t w = 0; w < workers; ++w) {
+      workers_.push_back(std::make_unique<DpdkWorker>(w, config_, node_.get(), fabric_.get(),
+                                                      port_.id, 0, g_pool, kNodeMac,
+                                                      ChecksumOffload{}, &stop_));
+    }
+    for (auto& w : workers_) threads_.emplace_back([&w] { w->Run(); });
+  }
+
+  // Stops the workers: their counters are then final.
+  void Stop() {
+    stop_.store(true);
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  void TearDown() override {
+    Stop();
+    workers_.clear();
+    fabric_.reset();
+    port_.Close();
+    kernel_.Close();
+  }
+
+  IoCounters Total() const {
+    IoCounters sum;
+    for (const auto& w : workers_) sum.Add(w->counters());
+    return sum;
+  }
+
+  const IpAddress kNode = Ip("10.0.0.2");
+  ServerConfig config_;
+  std::unique_ptr<turn::NodeState> node_;
+  RingPort port_;
+  RingPort kernel_;
+  std::unique_ptr<DpdkFabric> fabric_;
+  std::vector<std::unique_ptr<DpdkWorker>> workers_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+};
+
+TEST_F(DpdkWorkerTest, AnswersArpAndDropsWhatIsNotForTheRelayWithoutAKernelInterface) {
+  Start(1, /*kernel_interface=*/false);
+  Bytes request(64);
+  request.resize(packet::BuildArpRequest(kHostMac, Ip("10.0.0.10"), kNode, std::nullopt,
+                                         std::nullopt, request));
+  port_.Put(request);
+  const Bytes reply = port_.Take();
+  const packet::FrameInfo info = packet::ParseFrame(reply);
+  ASSERT_EQ(info.kind, packet::FrameKind::kArp);
+  const std::optional<packet::ArpMessage> arp = packet::ParseArp(reply, info);
+  ASSERT_TRUE(arp.has_value());
+  EXPECT_EQ(arp->op, packet::kArpOpReply);
+  EXPECT_EQ(arp->sender_ip, kNode);
+  EXPECT_EQ(arp->sender_mac, kNodeMac);
+  EXPECT_EQ(arp->target_mac, kHostMac);
+
+  // UDP to a port that is neither the listening port nor an open relay: dropped, counted.
+  const uint8_t data[] = {1, 2, 3, 4};
+  port_.Put(UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 20500}, data));
+  port_.Put(UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 22}, data));
+  EXPECT_TRUE(port_.Take(std::chrono::milliseconds(300)).empty());
+  Stop();
+  EXPECT_EQ(Total().rx_exception, 2u);
+  EXPECT_EQ(Total().to_kernel, 0u);
+}
+
+TEST_F(DpdkWorkerTest, ExceptionPathHandsTheKernelWhatIsNotForTheRelayAndSendsItsFrames) {
+  Start(1, /*kernel_interface=*/true);
+  const uint8_t data[] = {'s', 's', 'h'};
+  const Bytes to_kernel = UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 22}, data);
+  port_.Put(to_kernel);
+  EXPECT_EQ(kernel_.Take(), to_kernel);  // unchanged
+
+  const Bytes from_kernel = UdpFrame({kNode, 22}, {Ip("10.0.0.10"), 5000}, data, kNodeMac,
+                                     kHostMac);
+  kernel_.Put(from_kernel);
+  EXPECT_EQ(port_.Take(), from_kernel);  // out on the port, unchanged
+
+  // An ARP request for the node's address is still the data plane's to answer.
+  Bytes request(64);
+  request.resize(packet::BuildArpRequest(kHostMac, Ip("10.0.0.10"), kNode, std::nullopt,
+                                         std::nullopt, request));
+  port_.Put(request);
+  EXPECT_EQ(packet::ParseFrame(port_.Take()).kind, packet::FrameKind::kArp);
+  EXPECT_TRUE(kernel_.Take(std::chrono::milliseconds(200)).empty());
+  Stop();
+  EXPECT_EQ(Total().to_kernel, 1u);
+  EXPECT_EQ(Total().from_kernel, 1u);
+  EXPECT_EQ(Total().rx_exception, 0u);
+}
+
+// The whole path on two workers: TURN handshakes (Allocate, 401, Allocate, ChannelBind) for
+// allocations spread by the client hash, then ChannelData from every client and UDP from every
+// peer. The peers' address is unknown to the node at first: the first relayed frames are parked
+// while the node's ARP request is answered here, and nothing is lost.
+TEST_F(DpdkWorkerTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileArpResolves) {
+  Start(2, /*kernel_interface=*/false);
+  constexpr uint32_t kAllocations = 48;
+  const IpAddress client_ip = Ip("10.0.0.10");
+  const IpAddress peer_ip = Ip("10.0.0.20");
+  std::vector<dpdkgen::TurnAllocation> allocations(kAllocations);
+  for (uint32_t i = 0; i < kAllocations; ++i) {
+    allocations[i].index = i;
+    allocations[i].client = {client_ip, static_cast<uint16_t>(40000 + i)};
+    allocations[i].peer = {peer_ip, static_cast<uint16_t>(50000 + i)};
+  }
+  dpdkgen::HandshakeOptions options;
+  options.secret = "s3cret";
+  options.rto_ms = 100;
+  const SocketAddress server{kNode, 3478};
+  dpdkgen::Handshakes handshakes(
+      &allocations, options,
+      [&](const dpdkgen::TurnAllocation& a, std::span<const uint8_t> request) {
+        port_.Put(UdpFrame(a.client, server, request));
+      });
+  const IpAddress hosts[] = {client_ip, peer_ip};
+  auto now_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+        .count();
+  };
+  // Answers the node's ARP requests for our hosts; returns the other frames.
+  auto take = [&](std::chrono::milliseconds wait) -> Bytes {
+    for (;;) {
+      Bytes frame = port_.Take(wait);
+      const packet::FrameInfo info = packet::ParseFrame(frame);
+      if (frame.empty() || info.kind != packet::FrameKind::kArp) return frame;
+      Bytes reply(64);
+      const packet::Reply r = packet::BuildArpReply(frame, info, kHostMac, hosts, reply);
+      if (r.verdict == packet::ReplyVerdict::kReply) {
+        reply.resize(r.length);
+        port_.Put(reply);
+      }
+    }
+  };
+
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!handshakes.done() && Clock::now() < deadline) {
+    handshakes.Poll(now_ns());
+    const Bytes frame = take(std::chrono::milliseconds(5));
+    if (frame.empty()) continue;
+    const std::optional<Sent> s = ParseUdp(frame);
+    ASSERT_TRUE(s.has_value());
+    ASSERT_EQ(s->info.dst_ip, client_ip);
+    handshakes.OnMessage(s->info.dst_port - 40000u, s->payload, now_ns());
+  }
+  ASSERT_TRUE(handshakes.done());
+  ASSERT_EQ(handshakes.stats().ok, static_cast<int>(kAllocations));
+
+  // Client -> peer: ChannelData in, plain UDP from the relayed address out.
+  for (const dpdkgen::TurnAllocation& a : allocations) {
+    Bytes cd = {static_cast<uint8_t>(a.channel >> 8), static_cast<uint8_t>(a.channel), 0, 8};
+    for (int k = 0; k < 8; ++k) cd.push_back(static_cast<uint8_t>(a.index + k));
+    port_.Put(UdpFrame(a.client, server, cd));
+  }
+  std::vector<int> to_peer(kAllocations, 0);
+  for (uint32_t n = 0; n < kAllocations; ++n) {
+    const std::optional<Sent> s = ParseUdp(take(std::chrono::milliseconds(2000)));
+    ASSERT_TRUE(s.has_value()) << "only " << n << " of " << kAllocations << " reached the peers";
+    const uint32_t i = s->info.dst_port - 50000u;
+    ASSERT_LT(i, kAllocations);
+    EXPECT_EQ(s->info.dst_ip, peer_ip);
+    EXPECT_EQ(s->info.src(), allocations[i].relayed);
+    EXPECT_EQ(s->payload.size(), 8u);
+    EXPECT_EQ(s->payload[0], static_cast<uint8_t>(i));
+    ++to_peer[i];
+  }
+  // Peer -> client: UDP to the relayed address in, ChannelData to the client out.
+  for (const dpdkgen::TurnAllocation& a : allocations) {
+    const uint8_t data[] = {static_cast<uint8_t>(a.index), 0xAB, 0xCD};
+    port_.Put(UdpFrame(a.peer, a.relayed, data));
+  }
+  std::vector<int> to_client(kAllocations, 0);
+  for (uint32_t n = 0; n < kAllocations; ++n) {
+    const std::optional<Sent> s = ParseUdp(take(std::chrono::milliseconds(2000)));
+    ASSERT_TRUE(s.has_value()) << "only " << n << " of " << kAllocations << " reached clients";
+    const uint32_t i = s->info.dst_port - 40000u;
+    ASSERT_LT(i, kAllocations);
+    EXPECT_EQ(s->info.src(), server);
+    ASSERT_EQ(s->payload.size(), 4u + 3u);  // ChannelData header and data (no padding on UDP)
+    EXPECT_EQ((s->payload[0] << 8) | s->payload[1], allocations[i].channel);
+    EXPECT_EQ(s->payload[4], static_cast<uint8_t>(i));
+    ++to_client[i];
+  }
+  Stop();
+  for (uint32_t i = 0; i < kAllocations; ++i) {
+    EXPECT_EQ(to_peer[i], 1) << "allocation " << i;
+    EXPECT_EQ(to_client[i], 1) << "allocation " << i;
+  }
+  for (const auto& w : workers_) {  // (allocations closed at Stop; relays opened stay counted)
+    EXPECT_GT(w->counters().relays_opened, 0u) << "a worker got no allocation";
+  }
+  EXPECT_EQ(Total().relays_opened, kAllocations);
+  const IoCounters total = Total();
+  EXPECT_GT(workers_[0]->counters().dispatched, 0u);
+  EXPECT_EQ(total.dispatch_drops, 0u);
+  EXPECT_GT(total.tx_neighbor_parked, 0u);  // the peers' first frames waited for ARP
+  EXPECT_EQ(total.tx_neighbor_pending, 0u);  // and none was dropped
+  EXPECT_EQ(total.rx_exception, 0u);
+}
+
+}  // namespace
+}  // namespace turnpike::dataplane
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new turnpike::dataplane::EalEnvironment);
+  return RUN_ALL_TESTS();
+}
