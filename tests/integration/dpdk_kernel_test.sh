@@ -18,14 +18,8 @@
 #
 # Usage: dpdk_kernel_test.sh   (environment: TURNPIKED, default build/turnpiked)
 set -u
-if [[ -z "${TP_IN_NETNS:-}" ]]; then
-  if [[ ${EUID} -ne 0 ]]; then
-    echo "FAIL: the DPDK test needs root (EAL, TAP devices, network namespaces)" >&2
-    exit 1
-  fi
-  exec unshare -n env TP_IN_NETNS=1 bash "$0" "$@"
-fi
 . "$(dirname "$0")/lib.sh"
+tp_enter_netns "$0" "$@"
 
 SERVER=turnpiked
 PEER_PORT=3480
@@ -34,7 +28,7 @@ tp_init
 ip link set lo up
 TP_DPDK_CLIENT_NS="tp-client-$$"
 ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
-TP_NETNS+=("${TP_DPDK_CLIENT_NS}")
+TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
 export TP_DPDK_CLIENT_NS
 tp_in_client ip link set lo up
 

@@ -19,14 +19,8 @@
 #
 # Usage: dpdk_tap_test.sh [workers]   (environment: TURNPIKED, the binary; default build/turnpiked)
 set -u
-if [[ -z "${TP_IN_NETNS:-}" ]]; then
-  if [[ ${EUID} -ne 0 ]]; then
-    echo "FAIL: the DPDK test needs root (EAL, TAP device, network namespace)" >&2
-    exit 1
-  fi
-  exec unshare -n env TP_IN_NETNS=1 bash "$0" "$@"
-fi
 . "$(dirname "$0")/lib.sh"
+tp_enter_netns "$0" "$@"
 
 SERVER=turnpiked
 CLIENTS="${UCLIENT_CLIENTS:-10}"

@@ -46,7 +46,7 @@ TP_MIN_PORT=""
 TP_MAX_PORT=""
 TP_RANGE_LOCK=""
 TP_FAILED=0
-TP_NETNS=()         # network namespaces we added (ip netns add), deleted by the cleanup trap
+TP_ADDED_NETNS=()   # network namespaces we added (ip netns add), deleted by the cleanup trap
 TP_TLS="${TP_TLS:-0}"
 TP_TCP="${TP_TCP:-0}"
 TP_TLS_PORT=""
@@ -55,6 +55,18 @@ TP_KEY=""
 TP_CERT_SPKI=""
 
 tp_log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# Re-runs the calling script in a new network namespace of its own (unshare -n) unless it runs
+# in one already; the DPDK tests need root for it anyway. Call right after sourcing this file:
+#   tp_enter_netns "$0" "$@"
+tp_enter_netns() {
+  [[ -n "${TP_IN_NETNS:-}" ]] && return 0
+  if [[ ${EUID} -ne 0 ]]; then
+    echo "FAIL: this test needs root (DPDK's EAL, TAP devices, a network namespace)" >&2
+    exit 1
+  fi
+  exec unshare -n env TP_IN_NETNS=1 bash "$@"
+}
 
 tp_fail() {
   TP_FAILED=1
@@ -90,7 +102,7 @@ tp_cleanup() {
   done
   [[ -n "${TP_RANGE_LOCK}" ]] && rm -rf "${TP_RANGE_LOCK}"
   local ns
-  for ns in "${TP_NETNS[@]}"; do
+  for ns in "${TP_ADDED_NETNS[@]}"; do
     ip netns delete "${ns}" 2>/dev/null
   done
   if [[ ${rc} -ne 0 || ${TP_FAILED} -ne 0 ]]; then
