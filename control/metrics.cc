@@ -230,7 +230,7 @@ std::string RenderMetrics(const MetricsInput& in) {
              in.io[w].rx_packets);
   }
   m.Family("turnpike_dispatched_packets_total", "counter",
-           "Frames the DPDK distributor (worker 0) handed to the worker that owns them.");
+           "DPDK: frames put on another worker's ring (distribution, hairpins, ARP / ND copies).");
   m.Sample("turnpike_dispatched_packets_total", "", io.dispatched);
   m.Family("turnpike_neighbor_parked_packets_total", "counter",
            "DPDK: frames held until ARP / ND resolved their next hop (then sent).");

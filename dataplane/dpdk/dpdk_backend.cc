@@ -131,7 +131,6 @@ absl::StatusOr<uint16_t> StartKernelPort(const std::string& iface, const packet:
     return absl::UnavailableError(
         absl::StrFormat("dpdk-kernel-interface=%s: %s", iface, rte_strerror(-rc)));
   }
-  rte_eth_promiscuous_enable(port);  // whatever the kernel sends is for the wire
   return port;
 }
 

@@ -93,6 +93,7 @@ DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeSta
       mac_(mac),
       offload_(offload),
       stop_(stop),
+      ipv4_id_(static_cast<uint16_t>(index)),
       tx_(std::make_unique<turn::TxBatch>()),
       neighbors_(NeighborOptions()),
       events_(index) {
@@ -285,7 +286,9 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch) {
     }
     if (dispatch && io_ && r.kind == Route::kNone && info[kept].ok() &&
         (info[kept].kind == packet::FrameKind::kArp ||
-         (info[kept].is_ip() && info[kept].l4_protocol == kProtoIcmpv6))) {
+         (info[kept].is_ip() && info[kept].l4_protocol == kProtoIcmpv6)) &&
+        packet::ExtractNeighbor(
+            {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])}, info[kept])) {
       ShareNeighborFrame(rx[i]);  // before HandleControl turns it into a reply in place
     }
     if (r.kind == Route::kClient) {
@@ -385,8 +388,18 @@ void DpdkWorker::ShareNeighborFrame(rte_mbuf* m) {
   }
 }
 
-void DpdkWorker::NotForRelay(rte_mbuf* m) {
-  if (!io_ || fabric_->kernel_port < 0) {
+bool DpdkWorker::RelayOwns(const packet::FrameInfo& info) const {
+  if (!info.is_ip() || !packet::IsOurAddress(ours_, info.dst_ip)) return false;
+  // Fragments and IPv6 extension headers are not reassembled or walked here; the kernel has no
+  // socket for the relay's ports either, so it would only answer "port unreachable".
+  if (info.fragment || info.ipv6_extension_headers) return true;
+  return info.l4_protocol == kProtoUdp &&
+         (info.dst_port == config_.listening_port ||
+          (info.dst_port >= config_.min_port && info.dst_port <= config_.max_port));
+}
+
+void DpdkWorker::NotForRelay(rte_mbuf* m, const packet::FrameInfo& info) {
+  if (!io_ || fabric_->kernel_port < 0 || RelayOwns(info)) {
     ++counters_.rx_exception;  // dropped: no exception path (or not worker 0's frame)
     rte_pktmbuf_free(m);
     return;
@@ -431,6 +444,14 @@ void DpdkWorker::DrainPeerTx() {
 }
 
 void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route) {
+  if (!io_ && route.kind == Route::kNone && m->nb_segs == 1 && info.ok() &&
+      (info.kind == packet::FrameKind::kArp ||
+       (info.is_ip() && info.l4_protocol == kProtoIcmpv6))) {
+    // A copy of an ARP / ND frame worker 0 received (and answered, and counted): learn only.
+    Learn({rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)}, info);
+    rte_pktmbuf_free(m);
+    return;
+  }
   ++counters_.rx_packets;
   counters_.rx_bytes += rte_pktmbuf_pkt_len(m);
   if (m->nb_segs != 1) {
@@ -446,7 +467,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   }
   if (info.kind == packet::FrameKind::kArp ||
       (info.is_ip() && (info.l4_protocol == kProtoIcmp || info.l4_protocol == kProtoIcmpv6))) {
-    if (!io_) {  // a copy worker 0 shared (it answered the original): learn only
+    if (!io_) {  // ICMP that reached another worker (never dispatched there): not answered
       Learn(frame, info);
       rte_pktmbuf_free(m);
       return;
@@ -454,7 +475,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
     if (HandleControl(m, frame, info)) return;
   }
   if (route.kind == Route::kNone) {
-    NotForRelay(m);
+    NotForRelay(m, info);
     return;
   }
   // Replies to a client go back to the MAC its packet came from: learn on-link senders (never
@@ -549,7 +570,9 @@ void DpdkWorker::Learn(std::span<const uint8_t> frame, const packet::FrameInfo& 
 
 void DpdkWorker::LearnNeighbor(const IpAddress& ip, const packet::MacAddress& mac, bool create) {
   const packet::NeighborTable::Learned l = neighbors_.Learn(ip, mac, NowSeconds(), create);
-  if (n_parked_ > 0 && l.result == packet::NeighborTable::LearnResult::kResolved) {
+  // kCreated: the entry had died (no answer within incomplete_seconds) while frames waited.
+  if (n_parked_ > 0 && (l.result == packet::NeighborTable::LearnResult::kResolved ||
+                        l.result == packet::NeighborTable::LearnResult::kCreated)) {
     ReleaseParked(/*expire=*/false);
   }
 }
@@ -682,9 +705,6 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   // To one of our own addresses (a relay talking to another relay of this node, as two
   // relay-only browsers do): hairpin back into the receive path instead of onto the wire.
   const bool hairpin = packet::IsOurAddress(ours_, d.dst.ip);
-  const NextHop hop =
-      hairpin ? NextHop{NextHop::kSend, mac_, IpAddress{}} : ResolveNextHop(d.dst.ip);
-  if (hop.kind == NextHop::kNone) return;
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (m == nullptr) {
     ++counters_.tx_no_slot;
@@ -704,13 +724,18 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   if (d.tail_pad > 0) std::memset(payload + d.head_len + d.body_len, 0, d.tail_pad);
   packet::UdpTxParams params;
   params.src_mac = mac_;
-  params.dst_mac = hop.mac;  // zero while parked: written when the next hop resolves
+  // Hairpin: to ourselves. Otherwise written below, once the frame exists, from the next hop
+  // (zero while the frame is parked).
+  params.dst_mac = hairpin ? mac_ : packet::MacAddress{};
   params.src = *src;
   params.dst = d.dst;
   if ((d.socket & kRelayBit) != 0) {
     params.dont_fragment = relays_[(d.socket >> 16) & 1][d.socket & 0xFFFF].dont_fragment;
   }
-  params.ipv4_id = ++ipv4_id_;  // used only without DF (RFC 6864)
+  // Used only without DF (RFC 6864); the workers share the source address, so each takes every
+  // workers-th value from its own offset and no two send the same id at once.
+  ipv4_id_ = static_cast<uint16_t>(ipv4_id_ + fabric_->workers);
+  params.ipv4_id = ipv4_id_;
   // A hairpinned frame never reaches the port: its checksums are written here, since the
   // receive path derives relayed bodies' sums from them.
   if (offload_.udp && !hairpin) {
@@ -760,13 +785,24 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
     }
     hairpin_[n_hairpin_++] = m;  // received on the next loop iteration
     ++counters_.tx_packets;
+    counters_.tx_bytes += frame_len;
     return;
   }
-  if (hop.kind == NextHop::kPark) {
-    Park(hop.via, m);
-    return;
+  // The next hop last: the neighbour table counts a frame it tells us to park, so ask only for
+  // a frame that exists (and send no ARP request for one that was never going to leave).
+  const NextHop hop = ResolveNextHop(d.dst.ip);
+  switch (hop.kind) {
+    case NextHop::kSend:
+      std::memcpy(rte_pktmbuf_mtod(m, uint8_t*), hop.mac.bytes.data(), hop.mac.bytes.size());
+      Transmit(m);
+      break;
+    case NextHop::kPark:
+      Park(hop.via, m);
+      break;
+    case NextHop::kNone:
+      rte_pktmbuf_free(m);
+      break;
   }
-  Transmit(m);
 }
 
 void DpdkWorker::Transmit(rte_mbuf* m) {

@@ -127,8 +127,11 @@ class DpdkWorker final : public turn::RelayTransport {
   // ARP, ICMP echo, ND: answers in place (true: `m` was queued for TX or freed; false: not
   // answered, for the exception path).
   bool HandleControl(rte_mbuf* m, std::span<uint8_t> frame, const packet::FrameInfo& info);
-  // A frame the data plane does not take: to the kernel (exception path) or dropped.
-  void NotForRelay(rte_mbuf* m);
+  // A frame the data plane does not take: to the kernel (exception path) or dropped. UDP to the
+  // listening port or the relay port range, and fragments or IPv6 extension headers for our
+  // addresses, are never the kernel's (RelayOwns): dropped and counted.
+  void NotForRelay(rte_mbuf* m, const packet::FrameInfo& info);
+  bool RelayOwns(const packet::FrameInfo& info) const;
   void DrainToKernel();
   // Worker 0: what the kernel sent on its TAP interface, out on the port.
   uint16_t PollKernel();
@@ -176,8 +179,8 @@ class DpdkWorker final : public turn::RelayTransport {
   const ChecksumOffload offload_;
   const std::atomic<bool>* const stop_;
   std::vector<IpAddress> ours_;  // every dpdk-address
+  uint16_t ipv4_id_;  // the last IPv4 id sent (see SendDesc)
   uint64_t now_ns_ = 0;
-  uint16_t ipv4_id_ = 0;
 
   std::unique_ptr<turn::Engine> engine_;
   std::unique_ptr<turn::TxBatch> tx_;

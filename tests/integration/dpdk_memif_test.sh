@@ -14,7 +14,11 @@
 # works without hugepages); the three busy lcores float over the machine's CPUs. Needs root.
 #
 # Usage: dpdk_memif_test.sh   (environment: TURNPIKED, default build/turnpiked; LOADGEN, default
-# the generator next to it; ALLOCATIONS 2000, RATE 50000 packets/s, SECONDS_RUN 3, LOSS_MAX_PCT 0.1)
+# the generator next to it; ALLOCATIONS 2000, RATE 20000 packets/s, SECONDS_RUN 3, LOSS_MAX_PCT 0.1)
+#
+# Three busy-polling threads share a 2-core CI machine here, so the rate is low: a worker that
+# is scheduled out for a time slice must not overflow its 1024-frame ring. Speed is not what
+# this test is about (docs/performance.md).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -22,7 +26,7 @@ SERVER=turnpiked
 TURNPIKED="${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}"
 LOADGEN="${LOADGEN:-$(dirname "${TURNPIKED}")/perf/dpdk/turnpike-dpdk-loadgen}"
 ALLOCATIONS="${ALLOCATIONS:-2000}"
-RATE="${RATE:-50000}"
+RATE="${RATE:-20000}"
 SECONDS_RUN="${SECONDS_RUN:-3}"
 LOSS_MAX_PCT="${LOSS_MAX_PCT:-0.1}"
 
@@ -73,7 +77,7 @@ grep -q "handshakes: ${ALLOCATIONS} ok, 0 failed" "${GEN_LOG}" ||
 sent="$(field sent)"
 received="$(field received)"
 loss="$(field loss_pct)"
-(( sent >= RATE * SECONDS_RUN * 9 / 10 )) || tp_fail "the generator sent only ${sent} packets"
+(( sent >= RATE * SECONDS_RUN / 2 )) || tp_fail "the generator sent only ${sent} packets"
 [[ "$(field misrouted)" == 0 && "$(field bad_checksums)" == 0 ]] ||
   tp_fail "misrouted or corrupted frames: ${line}"
 awk -v l="${loss}" -v m="${LOSS_MAX_PCT}" 'BEGIN { exit !(l <= m) }' ||

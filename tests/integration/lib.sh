@@ -158,10 +158,11 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
-# Waits until process $2 has a UDP socket bound to 127.0.0.1:$1 (deadline $3 s, default 10).
+# Waits until process $2 has a UDP socket bound to port $1 (deadline $3 s, default 10), in
+# TP_DPDK_CLIENT_NS when set.
 tp_wait_udp_bound() {
   local port="$1" pid="$2" deadline=$(( SECONDS + ${3:-10} ))
-  until [[ -n "$(ss -Hnuln "sport = :${port}" 2>/dev/null)" ]]; do
+  until [[ -n "$(tp_in_client ss -Hnuln "sport = :${port}" 2>/dev/null)" ]]; do
     kill -0 "${pid}" 2>/dev/null || tp_fail "process ${pid} exited before binding UDP port ${port}"
     (( SECONDS < deadline )) || tp_fail "nothing bound UDP port ${port} within the deadline"
     sleep 0.05  # poll interval
