@@ -508,6 +508,23 @@ const Option kOptions[] = {
     {"dpdk-no-checksum-offload", Arity::kFlag, "",
      "compute TX checksums in software even when the port offers offload",
      [](bool v, ParseState& s) { Cfg(s).dpdk_no_checksum_offload = v; }},
+    {"dpdk-queues", Arity::kValue, "auto|one|per-worker",
+     "queue pairs of the DPDK port with several workers (default auto: one per worker where "
+     "the port has RSS)",
+     nullptr,
+     [](std::string_view v, ParseState& s, std::string* d) {
+       if (v == "auto") {
+         Cfg(s).dpdk_queues = DpdkQueues::kAuto;
+       } else if (v == "one") {
+         Cfg(s).dpdk_queues = DpdkQueues::kOne;
+       } else if (v == "per-worker") {
+         Cfg(s).dpdk_queues = DpdkQueues::kPerWorker;
+       } else {
+         *d = "expected auto, one or per-worker";
+         return false;
+       }
+       return true;
+     }},
     {"dpdk-kernel-interface", Arity::kValue, "NAME",
      "a TAP interface through which the kernel gets what is not for the relay (docs/dpdk.md)",
      nullptr,

@@ -43,6 +43,13 @@ struct InterfaceAddress {
 
 enum class LogFormat : uint8_t { kText, kJson };
 enum class Backend : uint8_t { kUring, kDpdk };
+// dpdk-queues: how several DPDK workers share the port (dataplane/dpdk/dpdk_worker.h).
+//   kAuto: a queue pair per worker when the port spreads received frames itself (RSS) and has
+//          enough queues, else kOne.
+//   kOne: one pair, polled by worker 0, which hands other workers their frames.
+//   kPerWorker: a pair per worker even without RSS (memif: the peer picks the ring it sends
+//          on, and must open as many as there are workers).
+enum class DpdkQueues : uint8_t { kAuto, kOne, kPerWorker };
 
 struct ServerConfig {
   // Listening and relaying.
@@ -115,6 +122,7 @@ struct ServerConfig {
   std::string dpdk_args;                       // passed to rte_eal_init verbatim (split on spaces)
   uint16_t dpdk_port = 0;                      // ethdev port id
   bool dpdk_no_checksum_offload = false;       // software TX checksums even with offload
+  DpdkQueues dpdk_queues = DpdkQueues::kAuto;
   // A TAP interface of this name hands the kernel what is not for the relay (TCP for the
   // control API, SSH ...) and sends what the kernel sends; empty: such frames are dropped.
   std::string dpdk_kernel_interface;

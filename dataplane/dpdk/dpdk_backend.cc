@@ -194,10 +194,11 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
         port, rte_eth_dev_count_avail()));
   }
   const int socket = rte_eth_dev_socket_id(port);
-  // Receive descriptors, transmit descriptors, one burst in flight each way, per-lcore caches,
-  // and with several workers their rings (full in the worst case) and held bursts.
-  const unsigned mbufs = 2 * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
-                         (workers > 1 ? workers * (2 * DpdkFabric::kRingSize + 512) : 0) +
+  // Receive and transmit descriptors (a queue pair per worker at most), one burst in flight
+  // each way, per-lcore caches, and with several workers their rings (full in the worst case)
+  // and held bursts.
+  const unsigned mbufs = 2 * workers * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
+                         (workers > 1 ? (workers + 1) * (2 * DpdkFabric::kRingSize + 512) : 0) +
                          (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
   rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE,
@@ -225,17 +226,38 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
     offload.ipv4 = true;
   }
-  if (int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc < 0) {
-    return absl::UnavailableError(
-        absl::StrFormat("configuring DPDK port %d: %s", port, rte_strerror(-rc)));
+  // dpdk-queues (turn/config.h): a queue pair per worker where the port spreads frames by RSS
+  // (over the IP addresses and UDP ports) or the configuration says the peer does; otherwise
+  // one pair through worker 0.
+  const uint64_t rss = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP);
+  const bool enough = info.max_rx_queues >= workers && info.max_tx_queues >= workers;
+  if (workers > 1 && cfg.dpdk_queues == DpdkQueues::kPerWorker && !enough) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "dpdk-queues=per-worker: port %d has %d RX / %d TX queues for %d workers", port,
+        info.max_rx_queues, info.max_tx_queues, workers));
+  }
+  const bool own_queues =
+      workers > 1 && enough &&
+      (cfg.dpdk_queues == DpdkQueues::kPerWorker ||
+       (cfg.dpdk_queues == DpdkQueues::kAuto && rss != 0));
+  const uint16_t queues = own_queues ? static_cast<uint16_t>(workers) : 1;
+  if (own_queues && rss != 0) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_hf = rss;
+  }
+  if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc < 0) {
+    return absl::UnavailableError(absl::StrFormat("configuring DPDK port %d with %d queue pairs: %s",
+                                                  port, queues, rte_strerror(-rc)));
   }
   uint16_t nb_rx = kRxDescriptors, nb_tx = kTxDescriptors;
   rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rx, &nb_tx);
-  if (int rc = rte_eth_rx_queue_setup(port, 0, nb_rx, socket, nullptr, pool); rc < 0) {
-    return absl::UnavailableError(absl::StrFormat("RX queue: %s", rte_strerror(-rc)));
-  }
-  if (int rc = rte_eth_tx_queue_setup(port, 0, nb_tx, socket, nullptr); rc < 0) {
-    return absl::UnavailableError(absl::StrFormat("TX queue: %s", rte_strerror(-rc)));
+  for (uint16_t q = 0; q < queues; ++q) {
+    if (int rc = rte_eth_rx_queue_setup(port, q, nb_rx, socket, nullptr, pool); rc < 0) {
+      return absl::UnavailableError(absl::StrFormat("RX queue %d: %s", q, rte_strerror(-rc)));
+    }
+    if (int rc = rte_eth_tx_queue_setup(port, q, nb_tx, socket, nullptr); rc < 0) {
+      return absl::UnavailableError(absl::StrFormat("TX queue %d: %s", q, rte_strerror(-rc)));
+    }
   }
   if (int rc = rte_eth_dev_start(port); rc < 0) {
     return absl::UnavailableError(
@@ -254,21 +276,32 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     mac.bytes[5] ^= 0x80;
   }
   spdlog::info(
-      "DPDK port {} ({}) up: MAC {}, {} RX / {} TX descriptors, {} mbufs, TX checksum offload: "
-      "UDP {}, IPv4 header {}",
-      port, driver, mac.ToString(), nb_rx, nb_tx, mbufs, offload.udp ? "yes" : "no",
+      "DPDK port {} ({}) up: MAC {}, {} queue pair(s) of {} RX / {} TX descriptors, {} mbufs, "
+      "TX checksum offload: UDP {}, IPv4 header {}",
+      port, driver, mac.ToString(), queues, nb_rx, nb_tx, mbufs, offload.udp ? "yes" : "no",
       offload.ipv4 ? "yes" : "no");
 
-  // Several workers share the port's one queue pair through worker 0 (dpdk_worker.h): an RX
-  // ring each (dispatched frames) and a TX ring each (frames worker 0 sends for them).
-  absl::StatusOr<std::unique_ptr<DpdkFabric>> fabric = DpdkFabric::Create(workers, "tp", socket);
+  // With several workers: an RX ring each (frames handed to their owner) and, with one queue
+  // pair, a TX ring each (frames worker 0 sends for them); dpdk_worker.h.
+  absl::StatusOr<std::unique_ptr<DpdkFabric>> fabric =
+      DpdkFabric::Create(workers, own_queues, "tp", socket);
   if (!fabric.ok()) return fabric.status();
   b->fabric_ = *std::move(fabric);
-  if (workers > 1) {
+  if (own_queues) {
     spdlog::info(
-        "DPDK: {} workers; worker 0 polls the port and hands frames to their owners (relay "
-        "port, client 5-tuple hash)",
-        workers);
+        "DPDK: {} workers, each on its own queue pair ({}); a frame of another worker's "
+        "allocation (relay port, client 5-tuple hash) is handed to it",
+        workers, rss != 0 ? "RSS over addresses and UDP ports" : "the port spreads frames");
+  } else if (workers > 1) {
+    spdlog::info(
+        "DPDK: {} workers on one queue pair ({}); worker 0 polls the port and hands frames to "
+        "their owners (relay port, client 5-tuple hash)",
+        workers,
+        cfg.dpdk_queues == DpdkQueues::kOne ? "dpdk-queues=one"
+        : !enough ? absl::StrFormat("the port has %d RX / %d TX queues", info.max_rx_queues,
+                                    info.max_tx_queues)
+                  : std::string("the port has no RSS; dpdk-queues=per-worker if its peer "
+                                "spreads frames over the queues"));
   }
   if (!cfg.dpdk_kernel_interface.empty()) {
     absl::StatusOr<uint16_t> kernel = StartKernelPort(cfg.dpdk_kernel_interface, mac, pool, socket);
@@ -285,9 +318,9 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   }
   b->node_ = std::make_unique<turn::NodeState>(cfg);
   for (uint32_t w = 0; w < workers; ++w) {
-    b->workers_.push_back(std::make_unique<DpdkWorker>(w, b->config_, b->node_.get(),
-                                                       b->fabric_.get(), port, 0, pool, mac, offload,
-                                                       &b->stop_));
+    b->workers_.push_back(std::make_unique<DpdkWorker>(
+        w, b->config_, b->node_.get(), b->fabric_.get(), port,
+        own_queues ? static_cast<uint16_t>(w) : 0, pool, mac, offload, &b->stop_));
   }
   {
     std::lock_guard lock(g_backend_mu);

@@ -48,34 +48,46 @@ packet::NeighborTableOptions NeighborOptions() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DpdkFabric>> DpdkFabric::Create(uint32_t workers,
+                                                              bool own_queues,
                                                               std::string_view prefix,
                                                               int socket) {
   auto fabric = std::make_unique<DpdkFabric>();
   fabric->workers = workers;
+  fabric->own_queues = own_queues && workers > 1;
   if (workers <= 1) return fabric;
   fabric->owners = std::make_unique<RelayPortOwners>();
-  for (uint32_t w = 0; w < workers; ++w) {
-    const std::string rx_name = absl::StrFormat("%s_rx_%d", prefix, w);
-    const std::string tx_name = absl::StrFormat("%s_tx_%d", prefix, w);
-    rte_ring* rx = rte_ring_create(rx_name.c_str(), kRingSize, socket, RING_F_SC_DEQ);
-    rte_ring* tx = rte_ring_create(tx_name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (rx != nullptr) fabric->rx.push_back(rx);
-    if (tx != nullptr) fabric->tx.push_back(tx);
-    if (rx == nullptr || tx == nullptr) {
+  auto ring = [&](const std::string& name, unsigned flags) -> absl::StatusOr<rte_ring*> {
+    rte_ring* r = rte_ring_create(name.c_str(), kRingSize, socket, flags);
+    if (r == nullptr) {
       return absl::ResourceExhaustedError(
-          absl::StrFormat("cannot create worker %d's rings: %s", w, rte_strerror(rte_errno)));
+          absl::StrFormat("cannot create ring %s: %s", name, rte_strerror(rte_errno)));
     }
+    return r;
+  };
+  for (uint32_t w = 0; w < workers; ++w) {
+    absl::StatusOr<rte_ring*> rx = ring(absl::StrFormat("%s_rx_%d", prefix, w), RING_F_SC_DEQ);
+    if (!rx.ok()) return rx.status();
+    fabric->rx.push_back(*rx);
+    if (fabric->own_queues) continue;  // each worker transmits on its own queue
+    absl::StatusOr<rte_ring*> tx =
+        ring(absl::StrFormat("%s_tx_%d", prefix, w), RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!tx.ok()) return tx.status();
+    fabric->tx.push_back(*tx);
   }
+  absl::StatusOr<rte_ring*> to_kernel = ring(absl::StrFormat("%s_kernel", prefix), RING_F_SC_DEQ);
+  if (!to_kernel.ok()) return to_kernel.status();
+  fabric->to_kernel = *to_kernel;
   return fabric;
 }
 
 DpdkFabric::~DpdkFabric() {
-  for (std::vector<rte_ring*>* rings : {&rx, &tx}) {
-    for (rte_ring* r : *rings) {
-      void* m;
-      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-      rte_ring_free(r);
-    }
+  std::vector<rte_ring*> all = rx;
+  all.insert(all.end(), tx.begin(), tx.end());
+  if (to_kernel != nullptr) all.push_back(to_kernel);
+  for (rte_ring* r : all) {
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
   }
 }
 
@@ -86,7 +98,7 @@ DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeSta
     : index_(index),
       config_(config),
       fabric_(fabric),
-      io_(index == 0),
+      polls_port_(index == 0 || fabric->own_queues),
       port_(port),
       queue_(queue),
       pool_(pool),
@@ -201,15 +213,19 @@ void DpdkWorker::Run() {
   engine_->SetNow(now_ns_);
   uint64_t next_tick = now_ns_ + kTickNs;
   const bool several = fabric_->workers > 1;
-  if (io_) {
+  const bool kernel = index_ == 0 && fabric_->kernel_port >= 0;
+  if (polls_port_) {
     spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}{}", index_, port_, queue_,
-                 rte_lcore_id(), several ? " (and distributing to the other workers)" : "");
+                 rte_lcore_id(),
+                 !several                ? ""
+                 : fabric_->own_queues ? " (handing frames of other workers' allocations to them)"
+                                       : " (and distributing to the other workers)");
   } else {
     spdlog::info("dpdk worker {} on lcore {}: frames from worker 0's distributor", index_,
                  rte_lcore_id());
   }
   while (!stop_->load(std::memory_order_relaxed)) {
-    uint16_t n = io_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
+    uint16_t n = polls_port_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
     now_ns_ = clock_ns();
     if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
       const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
@@ -220,7 +236,7 @@ void DpdkWorker::Run() {
     }
     if (n > 0) {
       engine_->SetNow(now_ns_);
-      HandleBurst(rx, n, several);
+      HandleBurst(rx, n, /*from_ring=*/false);
       ++counters_.bursts;
     }
     if (several) {
@@ -228,12 +244,12 @@ void DpdkWorker::Run() {
                                                    reinterpret_cast<void**>(rx), kBurst, nullptr);
       if (k > 0) {
         engine_->SetNow(now_ns_);
-        HandleBurst(rx, static_cast<uint16_t>(k), /*dispatch=*/false);
+        HandleBurst(rx, static_cast<uint16_t>(k), /*from_ring=*/true);
         ++counters_.bursts;
         n = static_cast<uint16_t>(n + k);
       }
     }
-    if (io_ && fabric_->kernel_port >= 0) n = static_cast<uint16_t>(n + PollKernel());
+    if (kernel) n = static_cast<uint16_t>(n + PollKernel());
     if (n > 0) FlushTx();
     if (now_ns_ >= next_tick) {
       engine_->SetNow(now_ns_);
@@ -250,7 +266,7 @@ void DpdkWorker::Run() {
     events_.Flush();
     DrainTx();
     DrainToKernel();
-    if (io_ && several) DrainPeerTx();
+    if (index_ == 0 && several && !fabric_->own_queues) DrainPeerTx();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     if (n > 0) {
@@ -269,7 +285,8 @@ void DpdkWorker::Run() {
   counters_.allocations = engine_->allocation_count();
 }
 
-void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch) {
+void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
+  const bool dispatch = !from_ring && fabric_->workers > 1;
   // Two passes, so that the cache misses of the burst overlap: parse every frame (handing
   // other workers' frames over) and start loading the engine's 5-tuple probe (client packets)
   // or allocation (peer packets), then handle each frame.
@@ -284,7 +301,7 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch) {
       Stage(owner, rx[i]);
       continue;
     }
-    if (dispatch && io_ && r.kind == Route::kNone && info[kept].ok() &&
+    if (dispatch && r.kind == Route::kNone && info[kept].ok() &&
         (info[kept].kind == packet::FrameKind::kArp ||
          (info[kept].is_ip() && info[kept].l4_protocol == kProtoIcmpv6)) &&
         packet::ExtractNeighbor(
@@ -300,7 +317,7 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch) {
     mine[kept++] = rx[i];
   }
   if (dispatch) FlushDispatch();
-  for (uint16_t i = 0; i < kept; ++i) HandleFrame(mine[i], info[i], route[i]);
+  for (uint16_t i = 0; i < kept; ++i) HandleFrame(mine[i], info[i], route[i], from_ring);
 }
 
 DpdkWorker::Route DpdkWorker::Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner) {
@@ -399,9 +416,16 @@ bool DpdkWorker::RelayOwns(const packet::FrameInfo& info) const {
 }
 
 void DpdkWorker::NotForRelay(rte_mbuf* m, const packet::FrameInfo& info) {
-  if (!io_ || fabric_->kernel_port < 0 || RelayOwns(info)) {
-    ++counters_.rx_exception;  // dropped: no exception path (or not worker 0's frame)
+  if (fabric_->kernel_port < 0 || RelayOwns(info)) {
+    ++counters_.rx_exception;  // dropped: no exception path
     rte_pktmbuf_free(m);
+    return;
+  }
+  if (index_ != 0) {  // worker 0 serves the kernel's port
+    if (rte_ring_mp_enqueue(fabric_->to_kernel, m) != 0) {
+      ++counters_.rx_exception;
+      rte_pktmbuf_free(m);
+    }
     return;
   }
   if (n_to_kernel_ == kBurst) DrainToKernel();
@@ -426,7 +450,15 @@ uint16_t DpdkWorker::PollKernel() {
       rte_eth_rx_burst(static_cast<uint16_t>(fabric_->kernel_port), 0, burst, kBurst);
   for (uint16_t i = 0; i < k; ++i) Transmit(burst[i]);  // as the kernel wrote it
   counters_.from_kernel += k;
-  return k;
+  if (fabric_->to_kernel == nullptr) return k;
+  // The other workers' frames for the kernel.
+  const unsigned j = rte_ring_sc_dequeue_burst(fabric_->to_kernel, reinterpret_cast<void**>(burst),
+                                               kBurst, nullptr);
+  for (unsigned i = 0; i < j; ++i) {
+    if (n_to_kernel_ == kBurst) DrainToKernel();
+    to_kernel_[n_to_kernel_++] = burst[i];
+  }
+  return static_cast<uint16_t>(k + j);
 }
 
 void DpdkWorker::DrainPeerTx() {
@@ -443,11 +475,13 @@ void DpdkWorker::DrainPeerTx() {
   }
 }
 
-void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route) {
-  if (!io_ && route.kind == Route::kNone && m->nb_segs == 1 && info.ok() &&
+void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route,
+                             bool from_ring) {
+  if (from_ring && route.kind == Route::kNone && m->nb_segs == 1 && info.ok() &&
       (info.kind == packet::FrameKind::kArp ||
        (info.is_ip() && info.l4_protocol == kProtoIcmpv6))) {
-    // A copy of an ARP / ND frame worker 0 received (and answered, and counted): learn only.
+    // A copy of an ARP / ND frame another worker received (and answered, and counted): learn
+    // only. (Rings carry nothing else of these kinds: only UDP for the relay is dispatched.)
     Learn({rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)}, info);
     rte_pktmbuf_free(m);
     return;
@@ -467,7 +501,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   }
   if (info.kind == packet::FrameKind::kArp ||
       (info.is_ip() && (info.l4_protocol == kProtoIcmp || info.l4_protocol == kProtoIcmpv6))) {
-    if (!io_) {  // ICMP that reached another worker (never dispatched there): not answered
+    if (from_ring) {  // never dispatched (see above): not answered
       Learn(frame, info);
       rte_pktmbuf_free(m);
       return;
@@ -812,9 +846,10 @@ void DpdkWorker::Transmit(rte_mbuf* m) {
 
 void DpdkWorker::DrainTx() {
   if (n_tx_ == 0) return;
-  // Worker 0 owns the port's TX queue; the others hand their frames to it.
+  // A worker that polls the port transmits on its queue; the others hand their frames to
+  // worker 0.
   const uint16_t sent =
-      io_ ? rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_)
+      polls_port_ ? rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_)
           : static_cast<uint16_t>(rte_ring_sp_enqueue_burst(
                 fabric_->tx[index_], reinterpret_cast<void* const*>(tx_burst_), n_tx_, nullptr));
   for (uint16_t i = 0; i < sent; ++i) {

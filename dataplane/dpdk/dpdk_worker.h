@@ -1,20 +1,33 @@
 // One DPDK worker: an lcore that runs a turn::Engine over frames from the port. Relay "sockets"
 // are entries of a port table (a relay port belongs to the worker that opened it).
 //
-// With one worker it polls the port's RX queue and transmits on its TX queue. With several,
-// worker 0 is also the software distributor (virtual ports such as memif and tap have one
-// queue, and RSS would not keep both directions of an allocation on one core):
+// Ownership: every packet of one client 5-tuple belongs to the worker a fixed hash of the
+// client's address and port and the server address picks (ClientOwner); a peer packet belongs
+// to the worker that opened its relay port (RelayPortOwners). Both directions of an allocation
+// are therefore handled on one core, whatever queue a frame arrived on.
 //
-//   port RX --> worker 0: parse; owner = hash(client IP, port, server IP) for the listening
-//               port, RelayPortOwners for a relay port; ARP / ICMP / ND stay on worker 0
-//           \--> another owner: its RX ring (many producers, one consumer) --> that worker
-//   ARP and ND frames: answered by worker 0; a copy goes to every other worker to learn from
-//   worker w > 0 TX --> its TX ring (one producer, one consumer) --> worker 0 --> port TX
-//   a frame for one of our own addresses (relay to relay): dispatched like a received one
+// With one worker it polls the port's RX queue and transmits on its TX queue. With several:
 //
-// With dpdk-kernel-interface, worker 0 hands every frame it does not take (not for the relay,
-// ARP / ND / ICMP it does not answer) to the kernel through a TAP port, and sends what the
-// kernel writes there on the port unchanged (the exception path). Without it they are dropped.
+// - Own queues (the port has a queue pair per worker, e.g. a NIC with RSS, net_tap, memif
+//   with several rings): worker w polls RX queue w and transmits on TX queue w. Where the
+//   hardware put a frame on another worker's queue, that worker hands it over:
+//
+//   port RX queue w --> worker w: parse; owner (as above) is w: handled here
+//                   \--> another owner: its RX ring (many producers, one consumer)
+//   worker w TX --> port TX queue w
+//
+// - One queue pair (virtual ports with one queue, or dpdk-single-queue): worker 0 polls it and
+//   distributes every frame as above; worker w > 0 TX --> its TX ring (one producer, one
+//   consumer) --> worker 0 --> port TX.
+//
+// ARP, ICMP echo and ND are answered by the worker that received them; a copy of every ARP or
+// ND frame a neighbour table learns from goes to every other worker. A frame for one of our own
+// addresses (relay to relay) is dispatched like a received one.
+//
+// With dpdk-kernel-interface, worker 0 hands every frame the data plane does not take (not for
+// the relay, ARP / ND / ICMP it does not answer) to the kernel through a TAP port, and sends
+// what the kernel writes there on the port unchanged (the exception path); other workers pass
+// such frames to worker 0 through one ring. Without it they are dropped and counted.
 //
 // No locks on the path: rte_ring (lock-free), and the owner table is atomics written at
 // allocation time.
@@ -58,15 +71,22 @@ struct DpdkFabric {
   static constexpr uint32_t kMaxWorkers = 64;
   static constexpr unsigned kRingSize = 1024;
   uint32_t workers = 1;
+  // Worker w polls RX queue w and transmits on TX queue w (several workers only); otherwise
+  // worker 0 alone uses queue 0.
+  bool own_queues = false;
   std::vector<rte_ring*> rx;  // per worker: frames dispatched to it (empty with one worker)
-  std::vector<rte_ring*> tx;  // per worker: frames for the port, sent by worker 0 ([0] unused)
+  // Per worker: frames for the port, sent by worker 0 ([0] unused; one queue pair only).
+  std::vector<rte_ring*> tx;
   std::unique_ptr<RelayPortOwners> owners;  // null with one worker
   // dpdk-kernel-interface: the TAP port to the kernel (exception path), served by worker 0;
   // -1 without one.
   int kernel_port = -1;
+  // Several workers: frames for the kernel from workers other than 0 (many producers).
+  rte_ring* to_kernel = nullptr;
 
-  // With several workers, their rings (named `prefix`_rx_<w> / _tx_<w>) and the owner table.
-  static absl::StatusOr<std::unique_ptr<DpdkFabric>> Create(uint32_t workers,
+  // With several workers, their rings (named `prefix`_rx_<w>, _tx_<w>, _kernel) and the owner
+  // table.
+  static absl::StatusOr<std::unique_ptr<DpdkFabric>> Create(uint32_t workers, bool own_queues,
                                                             std::string_view prefix, int socket);
   // Frees the rings and the frames still in them.
   ~DpdkFabric();
@@ -74,7 +94,8 @@ struct DpdkFabric {
 
 class DpdkWorker final : public turn::RelayTransport {
  public:
-  // `fabric` outlives the worker; worker 0 polls `queue` of `port`.
+  // `fabric` outlives the worker, which polls `queue` of `port` if it is worker 0 or the
+  // fabric gives each worker its own queue.
   DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeState* node,
              const DpdkFabric* fabric, uint16_t port, uint16_t queue, rte_mempool* pool,
              const packet::MacAddress& mac, ChecksumOffload offload,
@@ -107,9 +128,10 @@ class DpdkWorker final : public turn::RelayTransport {
     uint32_t tag = 0;
   };
 
-  // `dispatch`: frames from the port or our own hairpin, which may belong to another worker
-  // (worker 0 with several workers); frames from our RX ring are ours.
-  void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool dispatch);
+  // Frames from the port or our own hairpin may belong to another worker (several workers);
+  // frames `from_ring` (our RX ring) are ours, and the ARP / ND frames among them are copies
+  // to learn from.
+  void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring);
   // With `owner` non-null, also the index of the worker that owns the frame (ours for
   // everything not relayed).
   Route Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner);
@@ -117,10 +139,10 @@ class DpdkWorker final : public turn::RelayTransport {
   // Queues `m` for worker `owner`'s RX ring (sent by FlushDispatch).
   void Stage(uint32_t owner, rte_mbuf* m);
   void FlushDispatch();
-  // An ARP or ND frame worker 0 learned from: a copy to every other worker.
+  // An ARP or ND frame this worker learns from: a copy to every other worker.
   void ShareNeighborFrame(rte_mbuf* m);
   void DrainPeerTx();  // worker 0: the other workers' TX rings onto the port
-  void HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route);
+  void HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route route, bool from_ring);
   // On the link of one of our addresses (and not that address itself).
   bool OnLink(const IpAddress& ip) const;
   bool IsGateway(const IpAddress& ip) const;
@@ -133,7 +155,8 @@ class DpdkWorker final : public turn::RelayTransport {
   void NotForRelay(rte_mbuf* m, const packet::FrameInfo& info);
   bool RelayOwns(const packet::FrameInfo& info) const;
   void DrainToKernel();
-  // Worker 0: what the kernel sent on its TAP interface, out on the port.
+  // Worker 0: what the kernel sent on its TAP interface out on the port, and the other
+  // workers' frames for the kernel to it. Returns the number of frames moved.
   uint16_t PollKernel();
   void Learn(std::span<const uint8_t> frame, const packet::FrameInfo& info);
   // A TX descriptor's body's folded sum when known from the received datagram's checksum.
@@ -171,7 +194,7 @@ class DpdkWorker final : public turn::RelayTransport {
   const uint32_t index_;
   const ServerConfig& config_;
   const DpdkFabric* const fabric_;
-  const bool io_;  // polls the port and transmits on it (worker 0)
+  const bool polls_port_;  // polls the port and transmits on it (worker 0, or own queues)
   const uint16_t port_;
   const uint16_t queue_;
   rte_mempool* const pool_;

@@ -109,6 +109,7 @@ struct Options {
   packet::MacAddress raw_dst_mac{{0x02, 0, 0, 0, 0, 0x02}};
   std::string pcap;
   double setup_timeout_s = 120;
+  uint16_t queues = 1;  // queue pairs; frames spread over them by their UDP ports, like RSS
 };
 
 void Usage() {
@@ -126,7 +127,9 @@ void Usage() {
                "  --drain-ms=N             receive after sending stops (200)\n"
                "  --max-loss-pct=L --search-steps=N --trial-seconds=S  rate search (off)\n"
                "  --raw --raw-dst-mac=MAC  no handshakes: the testpmd baseline\n"
-               "  --pcap=FILE              also write phase-2 traffic + FILE.lua (Pktgen)\n");
+               "  --pcap=FILE              also write phase-2 traffic + FILE.lua (Pktgen)\n"
+               "  --queues=N               queue pairs; each frame goes on the queue a hash of\n"
+               "                           its UDP ports picks (as RSS would), ARP on 0 (1)\n");
 }
 
 std::optional<packet::MacAddress> ParseMac(std::string_view s) {
@@ -189,6 +192,7 @@ bool ParseOptions(int argc, char** argv, Options* o) {
       ok = m.has_value();
       if (m) o->raw_dst_mac = *m;
     } else if (key == "--pcap") o->pcap = std::string(value);
+    else if (key == "--queues") ok = u16(&o->queues) && o->queues >= 1;
     else if (key == "--help" || key == "-h") {
       Usage();
       std::exit(0);
@@ -261,8 +265,12 @@ class Generator {
   void FlushControl();
   void SendUdp(const SocketAddress& src, const SocketAddress& dst, std::span<const uint8_t> data);
   void SendArpRequest(const IpAddress& from, const IpAddress& target);
-  // One received burst: ARP, handshake responses (phase 1), traffic (phase 2).
+  // A received burst from each queue: ARP, handshake responses (phase 1), traffic (phase 2).
   void Receive(int64_t now_ns);
+  void ReceiveQueue(uint16_t queue, int64_t now_ns);
+  uint16_t QueueOf(const rte_mbuf* m) const;
+  // Sends a prefix of `frames` (each on QueueOf's queue); returns its length.
+  uint16_t TxBurst(rte_mbuf** frames, uint16_t n);
   void HandleTraffic(std::span<const uint8_t> frame, const packet::FrameInfo& info);
   void FillFrame(uint8_t* p, uint64_t k, uint64_t tsc);
 
@@ -300,16 +308,19 @@ bool Generator::Init() {
     return false;
   }
   rte_eth_conf conf{};
-  if (int rc = rte_eth_dev_configure(o_.port, 1, 1, &conf); rc < 0) {
-    std::fprintf(stderr, "configure port: %s\n", rte_strerror(-rc));
+  if (int rc = rte_eth_dev_configure(o_.port, o_.queues, o_.queues, &conf); rc < 0) {
+    std::fprintf(stderr, "configure port with %d queue pairs: %s\n", o_.queues,
+                 rte_strerror(-rc));
     return false;
   }
   uint16_t nb_rx = 1024, nb_tx = 1024;
   rte_eth_dev_adjust_nb_rx_tx_desc(o_.port, &nb_rx, &nb_tx);
-  if (rte_eth_rx_queue_setup(o_.port, 0, nb_rx, socket, nullptr, pool_) < 0 ||
-      rte_eth_tx_queue_setup(o_.port, 0, nb_tx, socket, nullptr) < 0) {
-    std::fprintf(stderr, "queue setup failed\n");
-    return false;
+  for (uint16_t q = 0; q < o_.queues; ++q) {
+    if (rte_eth_rx_queue_setup(o_.port, q, nb_rx, socket, nullptr, pool_) < 0 ||
+        rte_eth_tx_queue_setup(o_.port, q, nb_tx, socket, nullptr) < 0) {
+      std::fprintf(stderr, "queue %d setup failed\n", q);
+      return false;
+    }
   }
   if (int rc = rte_eth_dev_start(o_.port); rc < 0) {
     std::fprintf(stderr, "start port: %s\n", rte_strerror(-rc));
@@ -359,10 +370,28 @@ void Generator::QueueControl(rte_mbuf* m) {
   ctl_[n_ctl_++] = m;
 }
 
+uint16_t Generator::QueueOf(const rte_mbuf* m) const {
+  if (o_.queues == 1) return 0;
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  // IPv4 + UDP frames (all this generator sends besides ARP): ports at 34 and 36.
+  if (rte_pktmbuf_data_len(m) < kEthIpUdp || Load16(f + 12) != 0x0800 || f[23] != 17) return 0;
+  return static_cast<uint16_t>(((Load16(f + 34) * 7u) ^ Load16(f + 36)) % o_.queues);
+}
+
+uint16_t Generator::TxBurst(rte_mbuf** frames, uint16_t n) {
+  if (o_.queues == 1) return rte_eth_tx_burst(o_.port, 0, frames, n);
+  // In order, each on its own queue; stops at the first a queue does not take.
+  uint16_t sent = 0;
+  while (sent < n && rte_eth_tx_burst(o_.port, QueueOf(frames[sent]), frames + sent, 1) == 1) {
+    ++sent;
+  }
+  return sent;
+}
+
 void Generator::FlushControl() {
   uint16_t done = 0;
   for (int tries = 0; done < n_ctl_ && tries < 1000; ++tries) {
-    done += rte_eth_tx_burst(o_.port, 0, ctl_ + done, n_ctl_ - done);
+    done += TxBurst(ctl_ + done, static_cast<uint16_t>(n_ctl_ - done));
   }
   for (uint16_t i = done; i < n_ctl_; ++i) rte_pktmbuf_free(ctl_[i]);
   n_ctl_ = 0;
@@ -408,8 +437,12 @@ void Generator::SendArpRequest(const IpAddress& from, const IpAddress& target) {
 }
 
 void Generator::Receive(int64_t now_ns) {
+  for (uint16_t q = 0; q < o_.queues; ++q) ReceiveQueue(q, now_ns);
+}
+
+void Generator::ReceiveQueue(uint16_t queue, int64_t now_ns) {
   rte_mbuf* rx[kBurst];
-  const uint16_t n = rte_eth_rx_burst(o_.port, 0, rx, kBurst);
+  const uint16_t n = rte_eth_rx_burst(o_.port, queue, rx, kBurst);
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = rx[i];
     std::span<uint8_t> frame(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m));
@@ -689,7 +722,7 @@ Trial Generator::RunTrial(double rate, double seconds) {
             Store16(frame + 40, c == 0 ? 0xffff : c);
           }
         }
-        const uint16_t sent = rte_eth_tx_burst(o_.port, 0, pending, n_pending);
+        const uint16_t sent = TxBurst(pending, n_pending);
         for (uint16_t i = 0; i < sent; ++i) ++t.sent[(k + i) & 1];
         t.tx_full += n_pending - sent;  // back-pressure: offered again next time
         std::copy(pending + sent, pending + n_pending, pending);

@@ -845,11 +845,12 @@ TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
   auto r = Load({"--backend=dpdk", "--dpdk-args=-l 0-1 --no-huge", "--dpdk-port=1",
                  "--dpdk-address=10.200.0.2/24", "--dpdk-address=2001:db8::2/64",
                  "--dpdk-gateway=10.200.0.1", "--dpdk-no-checksum-offload",
-                 "--dpdk-kernel-interface=tpk0"});
+                 "--dpdk-kernel-interface=tpk0", "--dpdk-queues=per-worker"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
   EXPECT_EQ(c.backend, Backend::kDpdk);
   EXPECT_TRUE(c.dpdk_no_checksum_offload);
+  EXPECT_EQ(c.dpdk_queues, DpdkQueues::kPerWorker);
   EXPECT_EQ(c.dpdk_kernel_interface, "tpk0");
   EXPECT_EQ(c.dpdk_args, "-l 0-1 --no-huge");
   EXPECT_EQ(c.dpdk_port, 1);
@@ -875,6 +876,7 @@ TEST(ConfigDpdkTest, BadInputIsRefusedWithWhatToDo) {
               HasSubstr("interface name"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2/33"})), HasSubstr("dpdk-address"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-gateway=gw"})), HasSubstr("dpdk-gateway"));
+  EXPECT_THAT(ErrorOf(Load({"--dpdk-queues=2"})), HasSubstr("auto, one or per-worker"));
   EXPECT_THAT(ErrorOf(Load({"--backend=dpdk", "--dpdk-address=10.200.0.2/24",
                             "--listening-ip=10.9.9.9"})),
               HasSubstr("10.9.9.9 is not one of the dpdk-address values"));

@@ -57,56 +57,78 @@ class EalEnvironment : public ::testing::Environment {
   void TearDown() override { rte_eal_cleanup(); }
 };
 
-// An ethdev whose RX queue is `in` (the test enqueues) and TX queue is `out` (the test reads).
+// An ethdev with `queues` queue pairs: RX queue q is in[q] (the test enqueues), TX queue q is
+// out[q] (the test reads).
 struct RingPort {
-  rte_ring* in = nullptr;
-  rte_ring* out = nullptr;
+  std::vector<rte_ring*> in;
+  std::vector<rte_ring*> out;
   uint16_t id = 0;
+  std::vector<uint64_t> taken;  // frames read per TX queue
 
-  void Open() {
+  void Open(uint16_t queues = 1) {
     static int serial = 0;
     const int n = serial++;
-    in = rte_ring_create(absl::StrFormat("wt_in_%d", n).c_str(), 1024, SOCKET_ID_ANY,
-                         RING_F_SP_ENQ | RING_F_SC_DEQ);
-    out = rte_ring_create(absl::StrFormat("wt_out_%d", n).c_str(), 1024, SOCKET_ID_ANY,
-                          RING_F_SP_ENQ | RING_F_SC_DEQ);
-    ASSERT_TRUE(in != nullptr && out != nullptr);
-    const int port = rte_eth_from_rings(absl::StrFormat("wt_port_%d", n).c_str(), &in, 1, &out,
-                                        1, SOCKET_ID_ANY);
+    for (uint16_t q = 0; q < queues; ++q) {
+      in.push_back(rte_ring_create(absl::StrFormat("wt_in_%d_%d", n, q).c_str(), 1024,
+                                   SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ));
+      out.push_back(rte_ring_create(absl::StrFormat("wt_out_%d_%d", n, q).c_str(), 1024,
+                                    SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ));
+      ASSERT_TRUE(in.back() != nullptr && out.back() != nullptr);
+    }
+    taken.assign(queues, 0);
+    const int port = rte_eth_from_rings(absl::StrFormat("wt_port_%d", n).c_str(), in.data(),
+                                        queues, out.data(), queues, SOCKET_ID_ANY);
     ASSERT_GE(port, 0);
     id = static_cast<uint16_t>(port);
     rte_eth_conf conf{};
-    ASSERT_EQ(rte_eth_dev_configure(id, 1, 1, &conf), 0);
-    ASSERT_EQ(rte_eth_rx_queue_setup(id, 0, 512, SOCKET_ID_ANY, nullptr, g_pool), 0);
-    ASSERT_EQ(rte_eth_tx_queue_setup(id, 0, 512, SOCKET_ID_ANY, nullptr), 0);
+    ASSERT_EQ(rte_eth_dev_configure(id, queues, queues, &conf), 0);
+    for (uint16_t q = 0; q < queues; ++q) {
+      ASSERT_EQ(rte_eth_rx_queue_setup(id, q, 512, SOCKET_ID_ANY, nullptr, g_pool), 0);
+      ASSERT_EQ(rte_eth_tx_queue_setup(id, q, 512, SOCKET_ID_ANY, nullptr), 0);
+    }
     ASSERT_EQ(rte_eth_dev_start(id), 0);
   }
 
   void Close() {
-    if (in == nullptr) return;
+    if (in.empty()) return;
     rte_eth_dev_stop(id);
     rte_eth_dev_close(id);
-    for (rte_ring* r : {in, out}) {
-      void* m;
-      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-      rte_ring_free(r);
+    for (auto* rings : {&in, &out}) {
+      for (rte_ring* r : *rings) {
+        void* m;
+        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(r);
+      }
+      rings->clear();
     }
-    in = out = nullptr;
   }
 
-  void Put(const Bytes& frame) const {
+  // Into RX queue `queue`; with queue < 0, the queue a NIC's RSS might pick: a mix of the UDP
+  // ports (unrelated to the workers' ownership hash), queue 0 for anything but UDP.
+  void Put(const Bytes& frame, int queue = -1) const {
+    if (queue < 0) {
+      const packet::FrameInfo info = packet::ParseFrame(frame);
+      queue = info.ok() && info.is_ip() && info.l4_protocol == 17
+                  ? static_cast<int>(((info.src_port * 7u) ^ info.dst_port) % in.size())
+                  : 0;
+    }
     rte_mbuf* m = rte_pktmbuf_alloc(g_pool);
     ASSERT_NE(m, nullptr);
     std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
                 frame.size());
-    ASSERT_EQ(rte_ring_enqueue(in, m), 0);
+    ASSERT_EQ(rte_ring_enqueue(in[static_cast<size_t>(queue)], m), 0);
   }
 
-  // The next transmitted frame, or an empty one after `wait`.
-  Bytes Take(std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) const {
+  // The next transmitted frame (from any TX queue), or an empty one after `wait`.
+  Bytes Take(std::chrono::milliseconds wait = std::chrono::milliseconds(2000)) {
     const auto deadline = Clock::now() + wait;
     void* p = nullptr;
-    while (rte_ring_dequeue(out, &p) != 0) {
+    for (size_t q = 0;; q = (q + 1) % out.size()) {
+      if (rte_ring_dequeue(out[q], &p) == 0) {
+        ++taken[q];
+        break;
+      }
+      if (q + 1 < out.size()) continue;
       if (Clock::now() > deadline) return {};
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
@@ -155,7 +177,8 @@ std::optional<Sent> ParseUdp(const Bytes& frame) {
 
 class DpdkWorkerTest : public ::testing::Test {
  protected:
-  void Start(uint32_t workers, bool kernel_interface) {
+  // `own_queues`: a queue pair per worker (otherwise one, shared through worker 0).
+  void Start(uint32_t workers, bool kernel_interface, bool own_queues = false) {
     config_.listening_ips = {kNode};
     config_.relay_ips = {kNode};
     config_.dpdk_addresses = {{kNode, 24}};
@@ -168,17 +191,18 @@ class DpdkWorkerTest : public ::testing::Test {
     config_.unauth_rate = 0;
     config_.allowed_peer_ips = {{Ip("10.0.0.1"), Ip("10.0.0.99")}};
     node_ = std::make_unique<turn::NodeState>(config_);
-    port_.Open();
+    port_.Open(own_queues ? static_cast<uint16_t>(workers) : 1);
     if (kernel_interface) kernel_.Open();
     static int serial = 0;
-    auto fabric = DpdkFabric::Create(workers, absl::StrFormat("wt%d", serial++), SOCKET_ID_ANY);
+    auto fabric =
+        DpdkFabric::Create(workers, own_queues, absl::StrFormat("wt%d", serial++), SOCKET_ID_ANY);
     ASSERT_TRUE(fabric.ok()) << fabric.status();
     fabric_ = *std::move(fabric);
     fabric_->kernel_port = kernel_interface ? kernel_.id : -1;
     for (uint32_t w = 0; w < workers; ++w) {
-      workers_.push_back(std::make_unique<DpdkWorker>(w, config_, node_.get(), fabric_.get(),
-                                                      port_.id, 0, g_pool, kNodeMac,
-                                                      ChecksumOffload{}, &stop_));
+      workers_.push_back(std::make_unique<DpdkWorker>(
+          w, config_, node_.get(), fabric_.get(), port_.id,
+          own_queues ? static_cast<uint16_t>(w) : 0, g_pool, kNodeMac, ChecksumOffload{}, &stop_));
     }
     for (auto& w : workers_) threads_.emplace_back([&w] { w->Run(); });
   }
@@ -268,12 +292,47 @@ TEST_F(DpdkWorkerTest, ExceptionPathHandsTheKernelWhatIsNotForTheRelayAndSendsIt
   EXPECT_EQ(Total().rx_exception, 0u);
 }
 
+// Own queues: worker 1 answers ARP on its queue and passes what is not for the relay to the
+// kernel through worker 0.
+TEST_F(DpdkWorkerTest, OwnQueuesAnswerArpOnTheirQueueAndPassKernelFramesThroughWorkerZero) {
+  Start(2, /*kernel_interface=*/true, /*own_queues=*/true);
+  Bytes request(64);
+  request.resize(packet::BuildArpRequest(kHostMac, Ip("10.0.0.10"), kNode, std::nullopt,
+                                         std::nullopt, request));
+  port_.Put(request, 1);
+  EXPECT_EQ(packet::ParseFrame(port_.Take()).kind, packet::FrameKind::kArp);
+  EXPECT_EQ(port_.taken[1], 1u);  // answered by worker 1, on its TX queue
+  const uint8_t data[] = {'s', 's', 'h'};
+  const Bytes to_kernel = UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 22}, data);
+  port_.Put(to_kernel, 1);
+  EXPECT_EQ(kernel_.Take(), to_kernel);
+  const Bytes from_kernel = UdpFrame({kNode, 22}, {Ip("10.0.0.10"), 5000}, data, kNodeMac,
+                                     kHostMac);
+  kernel_.Put(from_kernel);
+  EXPECT_EQ(port_.Take(), from_kernel);
+  EXPECT_EQ(port_.taken[0], 1u);  // worker 0 serves the kernel's port
+  Stop();
+  EXPECT_EQ(workers_[1]->counters().rx_packets, 2u);
+  EXPECT_EQ(workers_[0]->counters().to_kernel, 1u);
+  EXPECT_EQ(Total().rx_exception, 0u);
+}
+
 // The whole path on two workers: TURN handshakes (Allocate, 401, Allocate, ChannelBind) for
 // allocations spread by the client hash, then ChannelData from every client and UDP from every
 // peer. The peers' address is unknown to the node at first: the first relayed frames are parked
-// while the node's ARP request is answered here, and nothing is lost.
-TEST_F(DpdkWorkerTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileArpResolves) {
-  Start(2, /*kernel_interface=*/false);
+// while the node's ARP request is answered here, and nothing is lost. Either on one queue pair
+// (worker 0 distributes) or on a pair per worker, where the frames land on queues by a hash
+// unrelated to ownership (as a NIC's RSS would put them) and workers hand each other theirs.
+class DpdkWorkerQueuesTest : public DpdkWorkerTest, public ::testing::WithParamInterface<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(Queues, DpdkWorkerQueuesTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "OwnQueues" : "OneQueuePair";
+                         });
+
+TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileArpResolves) {
+  const bool own_queues = GetParam();
+  Start(2, /*kernel_interface=*/false, own_queues);
   constexpr uint32_t kAllocations = 48;
   const IpAddress client_ip = Ip("10.0.0.10");
   const IpAddress peer_ip = Ip("10.0.0.20");
@@ -377,6 +436,13 @@ TEST_F(DpdkWorkerTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileArpReso
   EXPECT_EQ(Total().relays_opened, kAllocations);
   const IoCounters total = Total();
   EXPECT_GT(workers_[0]->counters().dispatched, 0u);
+  if (own_queues) {  // both polled, handed over and transmitted on their own queues
+    EXPECT_GT(workers_[1]->counters().dispatched, 0u);
+    EXPECT_GT(port_.taken[0], 0u);
+    EXPECT_GT(port_.taken[1], 0u);
+  } else {
+    EXPECT_EQ(workers_[1]->counters().dispatched, 0u);
+  }
   EXPECT_EQ(total.dispatch_drops, 0u);
   EXPECT_GT(total.tx_neighbor_parked, 0u);  // the peers' first frames waited for ARP
   EXPECT_EQ(total.tx_neighbor_pending, 0u);  // and none was dropped
