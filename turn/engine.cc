@@ -671,7 +671,8 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
       reserve_next = !value->empty() && ((*value)[0] & 0x80) != 0;
     }
     for (int attempt = 0; attempt < kOpenAttempts && socket == kInvalidSocket; ++attempt) {
-      auto grant = node_->TakePort(*relay_ip, has_even_port, reserve_next, now_s_);
+      auto grant =
+          node_->TakePort(*relay_ip, has_even_port, reserve_next, now_s_, options_.worker_index);
       if (!grant) {
         break;
       }
@@ -738,7 +739,7 @@ void Engine::OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment) 
     return;
   }
   for (int attempt = 0; attempt < kOpenAttempts; ++attempt) {
-    auto grant = node_->TakePort(*ip, false, false, now_s_);
+    auto grant = node_->TakePort(*ip, false, false, now_s_, options_.worker_index);
     if (!grant) {
       break;
     }

@@ -55,12 +55,50 @@ NodeState::NodeState(const ServerConfig& config)
     Pool pool;
     pool.ip = ip;
     pool.in_use.assign(size_t{max_port_} - min_port_ + 1, false);
+    pool.free.resize(1);
     for (uint32_t p = min_port_; p <= max_port_; ++p) {
-      pool.free.push_back(static_cast<uint16_t>(p));
+      pool.free[0].push_back(static_cast<uint16_t>(p));
     }
-    std::shuffle(pool.free.begin(), pool.free.end(), rng_);
+    std::shuffle(pool.free[0].begin(), pool.free[0].end(), rng_);
     pools_.push_back(std::move(pool));
   }
+}
+
+void NodeState::PartitionPorts(uint32_t parts) {
+  std::lock_guard lock(mu_);
+  const uint32_t size = uint32_t{max_port_} - min_port_ + 1;
+  parts_ = std::clamp<uint32_t>(parts, 1, size);
+  for (Pool& pool : pools_) {
+    std::vector<uint16_t> all;
+    for (const std::vector<uint16_t>& part : pool.free)
+      all.insert(all.end(), part.begin(), part.end());
+    pool.free.assign(parts_, {});
+    for (uint16_t port : all) pool.free[PartOf(port)].push_back(port);  // stays shuffled
+  }
+}
+
+std::pair<uint16_t, uint16_t> NodeState::PartRange(uint32_t part) const {
+  const uint64_t size = uint64_t{max_port_} - min_port_ + 1;
+  const uint64_t first = min_port_ + size * part / parts_;
+  const uint64_t last = min_port_ + size * (part + 1) / parts_ - 1;
+  return {static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
+}
+
+uint32_t NodeState::PartOf(uint16_t port) const {
+  const uint64_t size = uint64_t{max_port_} - min_port_ + 1;
+  // The inverse of PartRange: the largest part whose first port is at most `port`.
+  uint32_t part = static_cast<uint32_t>((uint64_t{port} - min_port_) * parts_ / size);
+  while (part + 1 < parts_ && PartRange(part + 1).first <= port) ++part;
+  return part;
+}
+
+void NodeState::Free(Pool& pool, uint16_t port) {
+  pool.in_use[port - min_port_] = false;
+  std::vector<uint16_t>& free = pool.free[PartOf(port)];
+  free.push_back(port);
+  // Keep the order unpredictable: swap the returned port to a random place.
+  std::uniform_int_distribution<size_t> pick(0, free.size() - 1);
+  std::swap(free.back(), free[pick(rng_)]);
 }
 
 NodeState::Pool* NodeState::FindPool(const IpAddress& ip) {
@@ -77,8 +115,7 @@ void NodeState::ExpireReservations(uint64_t now_s) {
     if (it->second.expires_s <= now_s) {
       Pool* pool = FindPool(it->second.ip);
       if (pool != nullptr) {
-        pool->in_use[it->second.port - min_port_] = false;
-        pool->free.push_back(it->second.port);
+        Free(*pool, it->second.port);
       }
       reservations_.erase(it++);
     } else {
@@ -88,45 +125,50 @@ void NodeState::ExpireReservations(uint64_t now_s) {
 }
 
 std::optional<NodeState::PortGrant> NodeState::TakePort(const IpAddress& relay_ip, bool even,
-                                                       bool reserve_next, uint64_t now_s) {
+                                                        bool reserve_next, uint64_t now_s,
+                                                        uint32_t part) {
   std::lock_guard lock(mu_);
   ExpireReservations(now_s);
   Pool* pool = FindPool(relay_ip);
   if (pool == nullptr) {
     return std::nullopt;
   }
-  // The free list is shuffled, so scanning from the back finds a random suitable port. A
-  // reserving request needs an even port whose successor is free too.
-  for (size_t i = pool->free.size(); i-- > 0;) {
-    uint16_t port = pool->free[i];
-    if (even && (port % 2) != 0) {
-      continue;
+  // Each free list is shuffled, so scanning from the back finds a random suitable port; `part`'s
+  // own list first. A reserving request needs an even port whose successor is free too.
+  for (uint32_t k = 0; k < parts_; ++k) {
+    std::vector<uint16_t>& free = pool->free[(part + k) % parts_];
+    for (size_t i = free.size(); i-- > 0;) {
+      uint16_t port = free[i];
+      if (even && (port % 2) != 0) {
+        continue;
+      }
+      if (reserve_next && (port == max_port_ || pool->in_use[port + 1 - min_port_])) {
+        continue;
+      }
+      free[i] = free.back();
+      free.pop_back();
+      pool->in_use[port - min_port_] = true;
+      PortGrant grant{port, 0};
+      if (reserve_next) {
+        uint16_t next = port + 1;
+        std::vector<uint16_t>& next_free = pool->free[PartOf(next)];
+        auto it = std::find(next_free.begin(), next_free.end(), next);
+        *it = next_free.back();
+        next_free.pop_back();
+        pool->in_use[next - min_port_] = true;
+        do {
+          grant.token = RandomToken();
+        } while (grant.token == 0 || reservations_.contains(grant.token));
+        reservations_[grant.token] = Reservation{relay_ip, next, now_s + kReservationSeconds};
+      }
+      return grant;
     }
-    if (reserve_next && (port == max_port_ || pool->in_use[port + 1 - min_port_])) {
-      continue;
-    }
-    pool->free[i] = pool->free.back();
-    pool->free.pop_back();
-    pool->in_use[port - min_port_] = true;
-    PortGrant grant{port, 0};
-    if (reserve_next) {
-      uint16_t next = port + 1;
-      auto it = std::find(pool->free.begin(), pool->free.end(), next);
-      *it = pool->free.back();
-      pool->free.pop_back();
-      pool->in_use[next - min_port_] = true;
-      do {
-        grant.token = RandomToken();
-      } while (grant.token == 0 || reservations_.contains(grant.token));
-      reservations_[grant.token] = Reservation{relay_ip, next, now_s + kReservationSeconds};
-    }
-    return grant;
   }
   return std::nullopt;
 }
 
 std::optional<std::pair<IpAddress, uint16_t>> NodeState::TakeReserved(uint64_t token,
-                                                                     uint64_t now_s) {
+                                                                      uint64_t now_s) {
   std::lock_guard lock(mu_);
   ExpireReservations(now_s);
   auto it = reservations_.find(token);
@@ -141,22 +183,19 @@ std::optional<std::pair<IpAddress, uint16_t>> NodeState::TakeReserved(uint64_t t
 void NodeState::ReturnPort(const IpAddress& relay_ip, uint16_t port) {
   std::lock_guard lock(mu_);
   Pool* pool = FindPool(relay_ip);
-  if (pool == nullptr || port < min_port_ || port > max_port_ ||
-      !pool->in_use[port - min_port_]) {
+  if (pool == nullptr || port < min_port_ || port > max_port_ || !pool->in_use[port - min_port_]) {
     return;
   }
-  pool->in_use[port - min_port_] = false;
-  pool->free.push_back(port);
-  // Keep the order unpredictable: swap the returned port to a random place.
-  std::uniform_int_distribution<size_t> pick(0, pool->free.size() - 1);
-  std::swap(pool->free.back(), pool->free[pick(rng_)]);
+  Free(*pool, port);
 }
 
 size_t NodeState::FreePorts(const IpAddress& relay_ip) const {
   std::lock_guard lock(mu_);
   for (const Pool& pool : pools_) {
     if (pool.ip == relay_ip) {
-      return pool.free.size();
+      size_t n = 0;
+      for (const std::vector<uint16_t>& part : pool.free) n += part.size();
+      return n;
     }
   }
   return 0;

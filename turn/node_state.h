@@ -38,12 +38,22 @@ class NodeState {
     uint16_t port = 0;
     uint64_t token = 0;  // non-zero when port+1 was reserved
   };
+  // With parts (PartitionPorts), `part`'s own range is tried first, then the others.
   std::optional<PortGrant> TakePort(const IpAddress& relay_ip, bool even, bool reserve_next,
-                                    uint64_t now_s);
+                                    uint64_t now_s, uint32_t part = 0);
   // Redeems a RESERVATION-TOKEN: the reserved port, or nullopt if unknown or expired.
   std::optional<std::pair<IpAddress, uint16_t>> TakeReserved(uint64_t token, uint64_t now_s);
   void ReturnPort(const IpAddress& relay_ip, uint16_t port);
   size_t FreePorts(const IpAddress& relay_ip) const;
+
+  // Splits min-port..max-port into `parts` contiguous ranges of near-equal size, range w for
+  // worker w, so a NIC can steer each range to its worker's queue (DPDK rte_flow). Call before
+  // any port is taken; 1 (the default) is one range.
+  void PartitionPorts(uint32_t parts);
+  uint32_t parts() const { return parts_; }
+  // The first and last port of range `part`, and the range a port is in.
+  std::pair<uint16_t, uint16_t> PartRange(uint32_t part) const;
+  uint32_t PartOf(uint16_t port) const;
 
   // Allocation quotas (user-quota, total-quota).
   QuotaResult Admit(std::string_view user);
@@ -67,9 +77,11 @@ class NodeState {
  private:
   struct Pool {
     IpAddress ip;
-    std::vector<uint16_t> free;  // shuffled
-    std::vector<bool> in_use;    // indexed by port - min_port
+    std::vector<std::vector<uint16_t>> free;  // per part, each shuffled
+    std::vector<bool> in_use;                 // indexed by port - min_port
   };
+  // Puts `port` back on its part's free list at a random place.
+  void Free(Pool& pool, uint16_t port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct Reservation {
     IpAddress ip;
     uint16_t port;
@@ -81,6 +93,7 @@ class NodeState {
   std::array<uint8_t, 32> nonce_secret_{};
   const uint16_t min_port_;
   const uint16_t max_port_;
+  uint32_t parts_ = 1;  // set before the workers start, then read-only
   mutable std::mutex mu_;
   uint32_t user_quota_ ABSL_GUARDED_BY(mu_);
   uint32_t total_quota_ ABSL_GUARDED_BY(mu_);

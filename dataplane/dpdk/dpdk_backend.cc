@@ -5,12 +5,14 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_flow.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "dataplane/dpdk/dpdk_worker.h"
+#include "dataplane/dpdk/flow_steering.h"
 #include "spdlog/spdlog.h"
 
 namespace turnpike::dataplane {
@@ -26,6 +29,9 @@ namespace {
 constexpr uint16_t kRxDescriptors = 1024;
 constexpr uint16_t kTxDescriptors = 1024;
 constexpr uint16_t kKernelDescriptors = 512;  // each way, on the exception path's TAP port
+// rte_flow rules for relay port steering at most (net_tap, matching whole ports only, needs
+// one per port: a range of up to this many ports per relay address).
+constexpr size_t kMaxSteeringRules = 4096;
 
 std::string EalError(int err) {
   std::string hint;
@@ -317,6 +323,36 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
                  "counted (rx_not_for_relay)");
   }
   b->node_ = std::make_unique<turn::NodeState>(cfg);
+  if (own_queues) {
+    // Each worker's engine takes relay ports from a range of its own, and rte_flow rules put
+    // peer packets for that range on the worker's queue, where the port can.
+    b->node_->PartitionPorts(workers);
+    SteeringPlan plan;
+    for (const IpAddress& ip : cfg.relay_ips) {
+      const bool family_seen = std::any_of(plan.relay_ips.begin(), plan.relay_ips.end(),
+                                           [&](const IpAddress& p) { return p.family == ip.family; });
+      if (!family_seen) plan.relay_ips.push_back(ip);  // one relay address per family
+    }
+    for (uint32_t w = 0; w < workers; ++w) plan.ranges.push_back(b->node_->PartRange(w));
+    absl::StatusOr<SteeringResult> steered = SteerRelayPorts(port, plan, kMaxSteeringRules);
+    if (steered.ok()) {
+      b->steering_rules_ = steered->rules;
+      std::string ranges;
+      for (uint32_t w = 0; w < workers; ++w) {
+        absl::StrAppendFormat(&ranges, "%sworker %d: %d-%d", w == 0 ? "" : ", ", w,
+                              plan.ranges[w].first, plan.ranges[w].second);
+      }
+      spdlog::info(
+          "DPDK: relay ports steered to their worker's queue by {} rte_flow rules ({} blocks "
+          "split for the port); relay ports per worker: {}",
+          steered->rules, steered->split, ranges);
+    } else {
+      b->node_->PartitionPorts(1);
+      spdlog::info("DPDK: no rte_flow steering of relay ports ({}); peer packets that land on "
+                   "another worker's queue are handed to their owner",
+                   std::string(steered.status().message()));
+    }
+  }
   for (uint32_t w = 0; w < workers; ++w) {
     b->workers_.push_back(std::make_unique<DpdkWorker>(
         w, b->config_, b->node_.get(), b->fabric_.get(), port,
@@ -343,6 +379,7 @@ DpdkBackend::~DpdkBackend() {
     rte_eth_dev_close(static_cast<uint16_t>(kernel_port_));
   }
   if (port_started_) {
+    if (steering_rules_ > 0) rte_flow_flush(port_, nullptr);
     rte_eth_dev_stop(port_);
     rte_eth_dev_close(port_);
   }

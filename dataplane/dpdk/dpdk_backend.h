@@ -64,6 +64,7 @@ class DpdkBackend final : public Backend {
   uint16_t port_ = 0;
   int kernel_port_ = -1;  // dpdk-kernel-interface's TAP port
   bool port_started_ = false;
+  size_t steering_rules_ = 0;  // rte_flow rules on the port (flushed before it closes)
   bool started_ = false;
   bool joined_ = false;
   std::atomic<bool> stop_{false};

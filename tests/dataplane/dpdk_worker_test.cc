@@ -3,6 +3,7 @@
 // worker's RX queue and reads what it transmits, byte for byte. The EAL runs in memory
 // (--no-huge --no-shconf, no devices); workers run their real Run() loop on threads.
 #include "dataplane/dpdk/dpdk_worker.h"
+#include "dataplane/dpdk/flow_steering.h"
 
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
@@ -191,6 +192,7 @@ class DpdkWorkerTest : public ::testing::Test {
     config_.unauth_rate = 0;
     config_.allowed_peer_ips = {{Ip("10.0.0.1"), Ip("10.0.0.99")}};
     node_ = std::make_unique<turn::NodeState>(config_);
+    if (own_queues) node_->PartitionPorts(workers);  // as the backend does
     port_.Open(own_queues ? static_cast<uint16_t>(workers) : 1);
     if (kernel_interface) kernel_.Open();
     static int serial = 0;
@@ -389,6 +391,13 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
   }
   ASSERT_TRUE(handshakes.done());
   ASSERT_EQ(handshakes.stats().ok, static_cast<int>(kAllocations));
+  if (own_queues) {  // each worker's relays come from its own port range
+    for (const dpdkgen::TurnAllocation& a : allocations) {
+      const uint8_t owner = fabric_->owners->owner_plus_one[0][a.relayed.port].load();
+      ASSERT_NE(owner, 0) << a.relayed.ToString();
+      EXPECT_EQ(owner - 1u, node_->PartOf(a.relayed.port)) << a.relayed.ToString();
+    }
+  }
 
   // Client -> peer: ChannelData in, plain UDP from the relayed address out.
   for (const dpdkgen::TurnAllocation& a : allocations) {
@@ -447,6 +456,38 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
   EXPECT_GT(total.tx_neighbor_parked, 0u);  // the peers' first frames waited for ARP
   EXPECT_EQ(total.tx_neighbor_pending, 0u);  // and none was dropped
   EXPECT_EQ(total.rx_exception, 0u);
+}
+
+// Relay port steering (flow_steering.h): the blocks a range splits into, and a port without
+// rte_flow (net_ring) refusing the rules, which leaves the workers handing frames over.
+TEST(FlowSteeringTest, PortBlocksCoverARangeExactlyWithAlignedPowersOfTwo) {
+  EXPECT_EQ(PortBlocks(40000, 40000), (std::vector<PortBlock>{{40000, 1}}));
+  EXPECT_EQ(PortBlocks(0, 65535), (std::vector<PortBlock>{{0, 65536}}));
+  EXPECT_EQ(PortBlocks(20000, 20015), (std::vector<PortBlock>{{20000, 16}}));
+  EXPECT_EQ(PortBlocks(3, 10), (std::vector<PortBlock>{{3, 1}, {4, 4}, {8, 2}, {10, 1}}));
+  for (const auto& [first, last] : std::vector<std::pair<uint16_t, uint16_t>>{
+           {49152, 65535}, {20000, 29999}, {1, 65534}, {40000, 40499}, {40500, 40999}}) {
+    uint32_t next = first;
+    for (const PortBlock& b : PortBlocks(first, last)) {
+      EXPECT_EQ(b.base, next);
+      EXPECT_EQ(b.size & (b.size - 1), 0u) << b.size;
+      EXPECT_EQ(b.base % b.size, 0u);
+      next = b.base + b.size;
+    }
+    EXPECT_EQ(next, last + 1u);
+    EXPECT_LE(PortBlocks(first, last).size(), 30u);  // at most two per bit
+  }
+}
+
+TEST_F(DpdkWorkerTest, SteeringOnAPortWithoutRteFlowFailsAndSaysSo) {
+  Start(1, /*kernel_interface=*/false);
+  SteeringPlan plan;
+  plan.relay_ips = {kNode};
+  plan.ranges = {{20000, 20499}, {20500, 20999}};
+  const absl::StatusOr<SteeringResult> r = SteerRelayPorts(port_.id, plan, 4096);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("refused a rule for 10.0.0.2"), std::string_view::npos)
+      << r.status();
 }
 
 }  // namespace

@@ -109,6 +109,7 @@ if [[ "${MODE}" == workers ]]; then
   done
   grep -q "DPDK: 2 workers, each on its own queue pair" "${TP_SERVER_LOG}" ||
     tp_fail "the workers do not have a TAP queue pair each"
+  grep -o "DPDK: .*rte_flow.*" "${TP_SERVER_LOG}" >&2 || true
   dispatched="$(sed -n 's/^turnpike_dispatched_packets_total //p' <<<"${metrics}")"
   # Frames the kernel put on the other worker's queue, and ARP copies.
   echo "dpdk: a TAP queue pair per worker; ${dispatched:-0} frames handed to their owner"
