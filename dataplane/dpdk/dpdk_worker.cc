@@ -623,7 +623,7 @@ void DpdkWorker::Park(const IpAddress& via, rte_mbuf* m) {
 
 void DpdkWorker::ReleaseParked(bool expire) {
   const uint64_t now = NowSeconds();
-  const uint64_t give_up = NeighborOptions().incomplete_seconds;
+  const uint64_t give_up = neighbors_.options().incomplete_seconds;
   size_t kept = 0;
   for (size_t i = 0; i < n_parked_; ++i) {  // in order: a stream's frames stay in sequence
     ParkedFrame& p = parked_[i];
@@ -668,6 +668,17 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
       ++counters_.tx_err_unreachable;
       return hop;
     }
+  }
+  if (n_parked_ == kMaxParked) {
+    // No room to park: only a known MAC will do (the table is not told of a frame that cannot
+    // wait, so its per-neighbour count of parked frames stays true).
+    if (const std::optional<packet::MacAddress> mac = neighbors_.Lookup(next, NowSeconds())) {
+      hop.kind = NextHop::kSend;
+      hop.mac = *mac;
+    } else {
+      ++counters_.tx_neighbor_pending;
+    }
+    return hop;
   }
   const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, NowSeconds());
   if (r.send_request) {

@@ -99,6 +99,7 @@ class NeighborTable {
 
   size_t size() const { return entries_.size(); }
   size_t capacity() const { return options_.capacity; }
+  const NeighborTableOptions& options() const { return options_; }
 
  private:
   struct Entry {
