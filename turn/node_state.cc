@@ -70,8 +70,9 @@ void NodeState::PartitionPorts(uint32_t parts) {
   parts_ = std::clamp<uint32_t>(parts, 1, size);
   for (Pool& pool : pools_) {
     std::vector<uint16_t> all;
-    for (const std::vector<uint16_t>& part : pool.free)
+    for (const std::vector<uint16_t>& part : pool.free) {
       all.insert(all.end(), part.begin(), part.end());
+    }
     pool.free.assign(parts_, {});
     for (uint16_t port : all) pool.free[PartOf(port)].push_back(port);  // stays shuffled
   }

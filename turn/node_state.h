@@ -51,7 +51,7 @@ class NodeState {
   // any port is taken; 1 (the default) is one range.
   void PartitionPorts(uint32_t parts);
   uint32_t parts() const { return parts_; }
-  // The first and last port of range `part`, and the range a port is in.
+  // The first and last port of range `part` (< parts()), and the range a port is in.
   std::pair<uint16_t, uint16_t> PartRange(uint32_t part) const;
   uint32_t PartOf(uint16_t port) const;
 

@@ -29,8 +29,8 @@ namespace {
 constexpr uint16_t kRxDescriptors = 1024;
 constexpr uint16_t kTxDescriptors = 1024;
 constexpr uint16_t kKernelDescriptors = 512;  // each way, on the exception path's TAP port
-// rte_flow rules for relay port steering at most (net_tap, matching whole ports only, needs
-// one per port: a range of up to this many ports per relay address).
+// rte_flow rules for relay port steering at most, over both relay addresses (a port that matches
+// whole ports only, such as net_tap, needs one per port and address).
 constexpr size_t kMaxSteeringRules = 4096;
 
 std::string EalError(int err) {
@@ -200,20 +200,6 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
         port, rte_eth_dev_count_avail()));
   }
   const int socket = rte_eth_dev_socket_id(port);
-  // Receive and transmit descriptors (a queue pair per worker at most), one burst in flight
-  // each way, per-lcore caches, and with several workers their rings (full in the worst case)
-  // and held bursts.
-  const unsigned mbufs = 2 * workers * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
-                         (workers > 1 ? (workers + 1) * (2 * DpdkFabric::kRingSize + 512) : 0) +
-                         (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
-  rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE,
-                                              socket < 0 ? SOCKET_ID_ANY : socket);
-  if (pool == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("cannot create the mbuf pool (%d mbufs): %s", mbufs,
-                        rte_strerror(rte_errno)));
-  }
   rte_eth_dev_info info{};
   if (int rc = rte_eth_dev_info_get(port, &info); rc != 0) {
     return absl::UnavailableError(
@@ -247,13 +233,27 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
       (cfg.dpdk_queues == DpdkQueues::kPerWorker ||
        (cfg.dpdk_queues == DpdkQueues::kAuto && rss != 0));
   const uint16_t queues = own_queues ? static_cast<uint16_t>(workers) : 1;
+  // Receive and transmit descriptors of each queue pair, one burst in flight each way,
+  // per-lcore caches, and with several workers their rings (full in the worst case) and held
+  // bursts.
+  const unsigned mbufs = 2 * queues * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
+                         (workers > 1 ? (workers + 1) * (2 * DpdkFabric::kRingSize + 512) : 0) +
+                         (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
+  rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE,
+                                              socket < 0 ? SOCKET_ID_ANY : socket);
+  if (pool == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("cannot create the mbuf pool (%d mbufs): %s", mbufs,
+                        rte_strerror(rte_errno)));
+  }
   if (own_queues && rss != 0) {
     conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
     conf.rx_adv_conf.rss_conf.rss_hf = rss;
   }
   if (int rc = rte_eth_dev_configure(port, queues, queues, &conf); rc < 0) {
-    return absl::UnavailableError(absl::StrFormat("configuring DPDK port %d with %d queue pairs: %s",
-                                                  port, queues, rte_strerror(-rc)));
+    return absl::UnavailableError(absl::StrFormat(
+        "configuring DPDK port %d with %d queue pairs: %s", port, queues, rte_strerror(-rc)));
   }
   uint16_t nb_rx = kRxDescriptors, nb_tx = kTxDescriptors;
   rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rx, &nb_tx);
@@ -297,7 +297,7 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     spdlog::info(
         "DPDK: {} workers, each on its own queue pair ({}); a frame of another worker's "
         "allocation (relay port, client 5-tuple hash) is handed to it",
-        workers, rss != 0 ? "RSS over addresses and UDP ports" : "the port spreads frames");
+        workers, rss != 0 ? "RSS" : "the port's peer spreads frames");
   } else if (workers > 1) {
     spdlog::info(
         "DPDK: {} workers on one queue pair ({}); worker 0 polls the port and hands frames to "
@@ -329,16 +329,18 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     b->node_->PartitionPorts(workers);
     SteeringPlan plan;
     for (const IpAddress& ip : cfg.relay_ips) {
-      const bool family_seen = std::any_of(plan.relay_ips.begin(), plan.relay_ips.end(),
-                                           [&](const IpAddress& p) { return p.family == ip.family; });
+      const bool family_seen =
+          std::any_of(plan.relay_ips.begin(), plan.relay_ips.end(),
+                      [&](const IpAddress& p) { return p.family == ip.family; });
       if (!family_seen) plan.relay_ips.push_back(ip);  // one relay address per family
     }
-    for (uint32_t w = 0; w < workers; ++w) plan.ranges.push_back(b->node_->PartRange(w));
+    // (Fewer ranges than workers when there are fewer relay ports: the rest take any port.)
+    for (uint32_t w = 0; w < b->node_->parts(); ++w) plan.ranges.push_back(b->node_->PartRange(w));
     absl::StatusOr<SteeringResult> steered = SteerRelayPorts(port, plan, kMaxSteeringRules);
     if (steered.ok()) {
       b->steering_rules_ = steered->rules;
       std::string ranges;
-      for (uint32_t w = 0; w < workers; ++w) {
+      for (uint32_t w = 0; w < plan.ranges.size(); ++w) {
         absl::StrAppendFormat(&ranges, "%sworker %d: %d-%d", w == 0 ? "" : ", ", w,
                               plan.ranges[w].first, plan.ranges[w].second);
       }

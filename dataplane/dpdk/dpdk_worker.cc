@@ -215,11 +215,13 @@ void DpdkWorker::Run() {
   const bool several = fabric_->workers > 1;
   const bool kernel = index_ == 0 && fabric_->kernel_port >= 0;
   if (polls_port_) {
+    const char* role = "";
+    if (several) {
+      role = fabric_->own_queues ? " (handing frames of other workers' allocations to them)"
+                                 : " (and distributing to the other workers)";
+    }
     spdlog::info("dpdk worker {} polling port {} queue {} on lcore {}{}", index_, port_, queue_,
-                 rte_lcore_id(),
-                 !several                ? ""
-                 : fabric_->own_queues ? " (handing frames of other workers' allocations to them)"
-                                       : " (and distributing to the other workers)");
+                 rte_lcore_id(), role);
   } else {
     spdlog::info("dpdk worker {} on lcore {}: frames from worker 0's distributor", index_,
                  rte_lcore_id());
@@ -361,7 +363,8 @@ uint32_t DpdkWorker::ClientOwner(const packet::FrameInfo& info) const {
   // worker: a fixed mix of the client's address and port and the server address.
   uint64_t h = info.src_ip.word(0) * 0x9E3779B97F4A7C15ull;
   h ^= info.src_ip.word(1) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
-  h ^= (uint64_t{info.src_port} << 32 | info.dst_ip.word(1)) * 0xC2B2AE3D27D4EB4Full;
+  h ^= ((uint64_t{info.src_port} << 48) ^ info.dst_ip.word(0) ^ info.dst_ip.word(1)) *
+       0xC2B2AE3D27D4EB4Full;
   h ^= h >> 31;
   h *= 0xBF58476D1CE4E5B9ull;
   h ^= h >> 29;
@@ -671,7 +674,9 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
   }
   if (n_parked_ == kMaxParked) {
     // No room to park: only a known MAC will do (the table is not told of a frame that cannot
-    // wait, so its per-neighbour count of parked frames stays true).
+    // wait, so its per-neighbour count of parked frames stays true). Until parked frames are
+    // sent or expire (incomplete_seconds at most), no request goes out for a new next hop and
+    // a stale entry is not probed again.
     if (const std::optional<packet::MacAddress> mac = neighbors_.Lookup(next, NowSeconds())) {
       hop.kind = NextHop::kSend;
       hop.mac = *mac;
@@ -859,10 +864,13 @@ void DpdkWorker::DrainTx() {
   if (n_tx_ == 0) return;
   // A worker that polls the port transmits on its queue; the others hand their frames to
   // worker 0.
-  const uint16_t sent =
-      polls_port_ ? rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_)
-          : static_cast<uint16_t>(rte_ring_sp_enqueue_burst(
-                fabric_->tx[index_], reinterpret_cast<void* const*>(tx_burst_), n_tx_, nullptr));
+  uint16_t sent = 0;
+  if (polls_port_) {
+    sent = rte_eth_tx_burst(port_, queue_, tx_burst_, n_tx_);
+  } else {
+    sent = static_cast<uint16_t>(rte_ring_sp_enqueue_burst(
+        fabric_->tx[index_], reinterpret_cast<void* const*>(tx_burst_), n_tx_, nullptr));
+  }
   for (uint16_t i = 0; i < sent; ++i) {
     ++counters_.tx_packets;
     counters_.tx_bytes += rte_pktmbuf_pkt_len(tx_burst_[i]);

@@ -16,9 +16,9 @@
 //                   \--> another owner: its RX ring (many producers, one consumer)
 //   worker w TX --> port TX queue w
 //
-// - One queue pair (virtual ports with one queue, or dpdk-single-queue): worker 0 polls it and
-//   distributes every frame as above; worker w > 0 TX --> its TX ring (one producer, one
-//   consumer) --> worker 0 --> port TX.
+// - One queue pair (ports without RSS or with one queue, or dpdk-queues=one): worker 0 polls
+//   it and distributes every frame as above; worker w > 0 TX --> its TX ring (one producer,
+//   one consumer) --> worker 0 --> port TX.
 //
 // ARP, ICMP echo and ND are answered by the worker that received them; a copy of every ARP or
 // ND frame a neighbour table learns from goes to every other worker. A frame for one of our own

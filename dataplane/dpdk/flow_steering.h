@@ -3,6 +3,8 @@
 // NodeState::PartitionPorts hands each worker's engine ports from its own range.
 #pragma once
 
+#include <rte_flow.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,9 +25,26 @@ struct PortBlock {
 // The fewest such blocks that cover first..last exactly (as a CIDR split of an address range).
 std::vector<PortBlock> PortBlocks(uint16_t first, uint16_t last);
 
+// One rule's items and actions: ETH / IPv4 or IPv6 (destination = `ip`) / UDP (destination
+// port & ~(block.size - 1) == block.base) -> QUEUE `queue`. The pattern and actions point into
+// the object itself, so it is built in place and never copied.
+struct SteeringRule {
+  SteeringRule(const IpAddress& ip, PortBlock block, uint16_t queue);
+  SteeringRule(const SteeringRule&) = delete;
+  SteeringRule& operator=(const SteeringRule&) = delete;
+
+  rte_flow_attr attr{};
+  rte_flow_item_ipv4 ip4_spec{}, ip4_mask{};
+  rte_flow_item_ipv6 ip6_spec{}, ip6_mask{};
+  rte_flow_item_udp udp_spec{}, udp_mask{};
+  rte_flow_item pattern[4]{};
+  rte_flow_action_queue queue{};
+  rte_flow_action actions[2]{};
+};
+
 // What the steering needs to know: per worker (= RX queue index) its port range.
 struct SteeringPlan {
-  std::vector<IpAddress> relay_ips;  // one per family at most
+  std::vector<IpAddress> relay_ips;                   // one per family at most
   std::vector<std::pair<uint16_t, uint16_t>> ranges;  // [worker] = first..last port
 };
 

@@ -479,14 +479,54 @@ TEST(FlowSteeringTest, PortBlocksCoverARangeExactlyWithAlignedPowersOfTwo) {
   }
 }
 
+TEST(FlowSteeringTest, RuleMatchesTheRelayAddressAndPortBlockInNetworkOrder) {
+  const SteeringRule v4(Ip("10.0.0.2"), {20000, 16}, 3);
+  EXPECT_EQ(v4.attr.ingress, 1u);
+  ASSERT_EQ(v4.pattern[0].type, RTE_FLOW_ITEM_TYPE_ETH);
+  ASSERT_EQ(v4.pattern[1].type, RTE_FLOW_ITEM_TYPE_IPV4);
+  ASSERT_EQ(v4.pattern[2].type, RTE_FLOW_ITEM_TYPE_UDP);
+  EXPECT_EQ(v4.pattern[3].type, RTE_FLOW_ITEM_TYPE_END);
+  const auto* ip4 = static_cast<const rte_flow_item_ipv4*>(v4.pattern[1].spec);
+  const auto* ip4_mask = static_cast<const rte_flow_item_ipv4*>(v4.pattern[1].mask);
+  const uint8_t* dst = reinterpret_cast<const uint8_t*>(&ip4->hdr.dst_addr);
+  EXPECT_EQ(Bytes(dst, dst + 4), (Bytes{10, 0, 0, 2}));
+  EXPECT_EQ(ip4_mask->hdr.dst_addr, UINT32_MAX);
+  const auto* udp = static_cast<const rte_flow_item_udp*>(v4.pattern[2].spec);
+  const auto* udp_mask = static_cast<const rte_flow_item_udp*>(v4.pattern[2].mask);
+  const uint8_t* port = reinterpret_cast<const uint8_t*>(&udp->hdr.dst_port);
+  const uint8_t* mask = reinterpret_cast<const uint8_t*>(&udp_mask->hdr.dst_port);
+  EXPECT_EQ(Bytes(port, port + 2), (Bytes{0x4E, 0x20}));  // 20000, big-endian
+  EXPECT_EQ(Bytes(mask, mask + 2), (Bytes{0xFF, 0xF0}));  // a block of 16
+  EXPECT_EQ(udp_mask->hdr.src_port, 0);
+  ASSERT_EQ(v4.actions[0].type, RTE_FLOW_ACTION_TYPE_QUEUE);
+  EXPECT_EQ(static_cast<const rte_flow_action_queue*>(v4.actions[0].conf)->index, 3);
+  EXPECT_EQ(v4.actions[1].type, RTE_FLOW_ACTION_TYPE_END);
+
+  const IpAddress relay6 = Ip("2001:db8::2");
+  const SteeringRule v6(relay6, {40000, 1}, 0);
+  ASSERT_EQ(v6.pattern[1].type, RTE_FLOW_ITEM_TYPE_IPV6);
+  const auto* ip6 = static_cast<const rte_flow_item_ipv6*>(v6.pattern[1].spec);
+  EXPECT_EQ(Bytes(ip6->hdr.dst_addr, ip6->hdr.dst_addr + 16),
+            Bytes(relay6.bytes.begin(), relay6.bytes.end()));
+  const auto* mask6 = static_cast<const rte_flow_item_udp*>(v6.pattern[2].mask);
+  EXPECT_EQ(mask6->hdr.dst_port, 0xFFFF);  // one port
+}
+
 TEST_F(DpdkWorkerTest, SteeringOnAPortWithoutRteFlowFailsAndSaysSo) {
   Start(1, /*kernel_interface=*/false);
   SteeringPlan plan;
   plan.relay_ips = {kNode};
   plan.ranges = {{20000, 20499}, {20500, 20999}};
-  const absl::StatusOr<SteeringResult> r = SteerRelayPorts(port_.id, plan, 4096);
+  // Room for single-port rules: blocks are split down to one port before giving up.
+  absl::StatusOr<SteeringResult> r = SteerRelayPorts(port_.id, plan, 4096);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("refused a rule for 10.0.0.2"), std::string_view::npos)
+  EXPECT_NE(r.status().message().find("refused a rule for 10.0.0.2 port"), std::string_view::npos)
+      << r.status();
+  // No room: the first refusal ends it.
+  r = SteerRelayPorts(port_.id, plan, 100);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("1000 single-port rules would exceed 100"),
+            std::string_view::npos)
       << r.status();
 }
 

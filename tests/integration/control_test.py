@@ -414,8 +414,9 @@ def mode_api():
            b["ignored"] == ["max-allocations"], "reload: %s %s" % (s, b))
     s, b, _ = call("GET", "/ping", token="")
     expect(b["path"] == "green", "colour after reload: %s" % b)
-    try:  # bob has 3 allocations and the new user-quota is 2
-        TurnClient(TURN_PORT, *rest_creds("bob")).allocate()
+    try:  # bob has 3 allocations and the new user-quota is 2 (his own username: a fresh
+        # rest_creds("bob") one second later would be another user, "<expiry>:bob")
+        TurnClient(TURN_PORT, ub, pb).allocate()
         fail("user-quota=2 from the reload was not applied")
     except TurnError as e:
         expect(e.code == 486, "Allocate over the reloaded quota: %d, want 486" % e.code)

@@ -111,8 +111,10 @@ if [[ "${MODE}" == workers ]]; then
     tp_fail "the workers do not have a TAP queue pair each"
   grep -o "DPDK: .*rte_flow.*" "${TP_SERVER_LOG}" >&2 || true
   dispatched="$(sed -n 's/^turnpike_dispatched_packets_total //p' <<<"${metrics}")"
-  # Frames the kernel put on the other worker's queue, and ARP copies.
-  echo "dpdk: a TAP queue pair per worker; ${dispatched:-0} frames handed to their owner"
+  # Frames the kernel put on the other worker's queue, and ARP copies: at least the copy of the
+  # peer's ARP reply (how many frames land on the wrong queue is the kernel's choice).
+  (( ${dispatched:-0} > 0 )) || tp_fail "no frame was handed between workers (not even ARP)"
+  echo "dpdk: a TAP queue pair per worker; ${dispatched} frames handed to their owner"
 fi
 
 # The same counters through DPDK telemetry (the node registers /turnpike/counters).
