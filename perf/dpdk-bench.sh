@@ -30,13 +30,17 @@
 #     RESULT relay_mpps=X testpmd_mpps=Y ratio=Z loss_pct=W p99_us=V
 #   with X and Y the delivered rates (Mpps, both directions together), Z = X / Y, and W and V
 #   the relay trial's loss and p99 latency.
+#   With ROUNDS=N (odd; default 1), steps 1 and 2 run N times, alternating, each round printing
+#   a `ROUND i ...` line, and RESULT is the round with the median ratio (its own figures): on a
+#   host whose speed changes between minutes, one round's ratio can be far off either way.
 #
 # The machine has 2 CPUs and other work may be running: `uptime` is printed next to each
 # figure so the load is on record. Every process started here is stopped on exit.
 #
 # Environment: BUILD (build dir with turnpiked and perf/dpdk/turnpike-dpdk-loadgen, default
 # build, as scripts/setup.sh configures it), ALLOCATIONS (10000), BENCH_SECONDS (5),
-# TRIAL_SECONDS (2), SEARCH_STEPS (6), MAX_LOSS_PCT (0.1), PAYLOAD (172), HUGEPAGES (1024).
+# TRIAL_SECONDS (2), SEARCH_STEPS (6), MAX_LOSS_PCT (0.1), PAYLOAD (172), HUGEPAGES (1024),
+# ROUNDS (1).
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +54,7 @@ SEARCH_STEPS="${SEARCH_STEPS:-6}"
 MAX_LOSS_PCT="${MAX_LOSS_PCT:-0.1}"
 PAYLOAD="${PAYLOAD:-172}"
 HUGEPAGES="${HUGEPAGES:-1024}"
+ROUNDS="${ROUNDS:-1}"
 SECRET="dpdk-bench-secret-$$"
 REALM="bench.turnpike"
 
@@ -60,6 +65,7 @@ die() { log "ERROR: $*"; exit 1; }
 [[ -x "${TURNPIKED}" ]] || die "no ${TURNPIKED}: scripts/setup.sh, then ninja -C build"
 [[ -x "${GEN}" ]] || die "no ${GEN}: build perf/dpdk (needs libdpdk-dev)"
 command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not found (apt-get install dpdk-dev; scripts/setup.sh does)"
+[[ "${ROUNDS}" =~ ^[0-9]+$ ]] && (( ROUNDS % 2 == 1 )) || die "ROUNDS must be odd (1, 3, 5 ...)"
 
 RUN_DIR="$(mktemp -d /tmp/tp-dpdk-bench.XXXXXX)"
 PREFIXES=("tpb-testpmd-$$" "tpb-relay-$$" "tpb-gen-a-$$" "tpb-gen-b-$$")
@@ -135,46 +141,74 @@ GEN_COMMON=(--allocations="${ALLOCATIONS}" --payload="${PAYLOAD}" --seconds="${B
             --max-loss-pct="${MAX_LOSS_PCT}" --search-steps="${SEARCH_STEPS}"
             --trial-seconds="${TRIAL_SECONDS}")
 
-# 1. dpdk-testpmd io forwarding.
-SOCK_A="${RUN_DIR}/memif-testpmd.sock"
-log "step 1: dpdk-testpmd io forwarding on net_memif (CPU 1), generator --raw on CPU 0"
-dpdk-testpmd --lcores=0@1,1@1 --no-pci --file-prefix="${PREFIXES[0]}" \
-  --vdev="net_memif0,role=server,socket=${SOCK_A}" -- \
-  --forward-mode=io --auto-start --nb-cores=1 --stats-period=5 \
-  >"${RUN_DIR}/testpmd.log" 2>&1 </dev/null &
-TESTPMD_PID=$!
-PIDS+=("${TESTPMD_PID}")
-wait_for_log "${TESTPMD_PID}" "${RUN_DIR}/testpmd.log" "io packet forwarding"
-UPTIME_A="$(uptime)"
-log "load: ${UPTIME_A}"
-run_gen "${RUN_DIR}/gen-testpmd.log" --raw "${GEN_COMMON[@]}" -- \
-  -l 0 --no-pci --file-prefix="${PREFIXES[2]}" --vdev="net_memif0,role=client,socket=${SOCK_A}"
-TESTPMD_LINE="${GEN_LINE}"
-log "load after: $(uptime)"
-kill -INT "${TESTPMD_PID}" 2>/dev/null || true
-wait "${TESTPMD_PID}" 2>/dev/null || true
+# 1. dpdk-testpmd io forwarding. Sets TESTPMD_LINE and UPTIME_A.
+run_testpmd() {
+  local round=$1
+  local sock="${RUN_DIR}/memif-testpmd-${round}.sock"
+  log "round ${round}, step 1: dpdk-testpmd io forwarding on net_memif (CPU 1), generator --raw on CPU 0"
+  dpdk-testpmd --lcores=0@1,1@1 --no-pci --file-prefix="${PREFIXES[0]}" \
+    --vdev="net_memif0,role=server,socket=${sock}" -- \
+    --forward-mode=io --auto-start --nb-cores=1 --stats-period=5 \
+    >"${RUN_DIR}/testpmd-${round}.log" 2>&1 </dev/null &
+  local pid=$!
+  PIDS+=("${pid}")
+  wait_for_log "${pid}" "${RUN_DIR}/testpmd-${round}.log" "io packet forwarding"
+  UPTIME_A="$(uptime)"
+  log "load: ${UPTIME_A}"
+  run_gen "${RUN_DIR}/gen-testpmd-${round}.log" --raw "${GEN_COMMON[@]}" -- \
+    -l 0 --no-pci --file-prefix="${PREFIXES[2]}" --vdev="net_memif0,role=client,socket=${sock}"
+  TESTPMD_LINE="${GEN_LINE}"
+  log "load after: $(uptime)"
+  kill -INT "${pid}" 2>/dev/null || true
+  wait "${pid}" 2>/dev/null || true
+}
 
-# 2. The relay.
-SOCK_B="${RUN_DIR}/memif-relay.sock"
-log "step 2: turnpiked --backend=dpdk on net_memif (worker on CPU 1), ${ALLOCATIONS} allocations"
-"${TURNPIKED}" --backend=dpdk \
-  --dpdk-args="-l 0-1 --no-pci --file-prefix=${PREFIXES[1]} --vdev=net_memif0,role=server,socket=${SOCK_B}" \
-  --dpdk-address=10.201.0.2/24 --listening-port=3478 --min-port=20000 --max-port=39999 \
-  --realm="${REALM}" --use-auth-secret --static-auth-secret="${SECRET}" \
-  --allowed-peer-ip=10.201.0.3 --unauth-rate=0 --control-listen=off --drain-timeout=0 \
-  --log-file=stdout >"${RUN_DIR}/turnpiked.log" 2>&1 </dev/null &
-RELAY_PID=$!
-PIDS+=("${RELAY_PID}")
-wait_for_log "${RELAY_PID}" "${RUN_DIR}/turnpiked.log" "ready:"
-UPTIME_B="$(uptime)"
-log "load: ${UPTIME_B}"
-run_gen "${RUN_DIR}/gen-relay.log" --secret="${SECRET}" "${GEN_COMMON[@]}" -- \
-  -l 0 --no-pci --file-prefix="${PREFIXES[3]}" --vdev="net_memif0,role=client,socket=${SOCK_B}"
-RELAY_LINE="${GEN_LINE}"
-log "load after: $(uptime)"
-if command -v dpdk-telemetry.py >/dev/null; then
-  log "relay counters: $(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${PREFIXES[1]}" 2>/dev/null | tail -1 || true)"
-fi
+# 2. The relay. Sets RELAY_LINE and UPTIME_B.
+run_relay() {
+  local round=$1
+  local sock="${RUN_DIR}/memif-relay-${round}.sock"
+  log "round ${round}, step 2: turnpiked --backend=dpdk on net_memif (worker on CPU 1), ${ALLOCATIONS} allocations"
+  "${TURNPIKED}" --backend=dpdk \
+    --dpdk-args="-l 0-1 --no-pci --file-prefix=${PREFIXES[1]} --vdev=net_memif0,role=server,socket=${sock}" \
+    --dpdk-address=10.201.0.2/24 --listening-port=3478 --min-port=20000 --max-port=39999 \
+    --realm="${REALM}" --use-auth-secret --static-auth-secret="${SECRET}" \
+    --allowed-peer-ip=10.201.0.3 --unauth-rate=0 --control-listen=off --drain-timeout=0 \
+    --log-file=stdout >"${RUN_DIR}/turnpiked-${round}.log" 2>&1 </dev/null &
+  local pid=$!
+  PIDS+=("${pid}")
+  wait_for_log "${pid}" "${RUN_DIR}/turnpiked-${round}.log" "ready:"
+  UPTIME_B="$(uptime)"
+  log "load: ${UPTIME_B}"
+  run_gen "${RUN_DIR}/gen-relay-${round}.log" --secret="${SECRET}" "${GEN_COMMON[@]}" -- \
+    -l 0 --no-pci --file-prefix="${PREFIXES[3]}" --vdev="net_memif0,role=client,socket=${sock}"
+  RELAY_LINE="${GEN_LINE}"
+  log "load after: $(uptime)"
+  if command -v dpdk-telemetry.py >/dev/null; then
+    log "relay counters: $(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${PREFIXES[1]}" 2>/dev/null | tail -1 || true)"
+  fi
+  kill -TERM "${pid}" 2>/dev/null || true
+  wait "${pid}" 2>/dev/null || true
+}
+
+# Rounds: ratio, then every field of the round, one line each (sorted by ratio below).
+ROUND_LINES=()
+for (( round = 1; round <= ROUNDS; ++round )); do
+  run_testpmd "${round}"
+  run_relay "${round}"
+  t="$(field delivered_mpps "${TESTPMD_LINE}")"
+  r="$(field delivered_mpps "${RELAY_LINE}")"
+  q="$(awk -v r="${r}" -v t="${t}" 'BEGIN { printf "%.3f", (t > 0 ? r / t : 0) }')"
+  echo "testpmd: ${TESTPMD_LINE}"
+  echo "testpmd load: ${UPTIME_A}"
+  echo "relay:   ${RELAY_LINE}"
+  echo "relay load:   ${UPTIME_B}"
+  echo "ROUND ${round} relay_mpps=${r} testpmd_mpps=${t} ratio=${q}"
+  ROUND_LINES+=("${q} ${round}|${TESTPMD_LINE}|${RELAY_LINE}")
+done
+median="$(printf '%s\n' "${ROUND_LINES[@]}" | sort -n | sed -n "$(( (ROUNDS + 1) / 2 ))p")"
+TESTPMD_LINE="$(cut -d'|' -f2 <<<"${median}")"
+RELAY_LINE="$(cut -d'|' -f3 <<<"${median}")"
+(( ROUNDS == 1 )) || echo "median round: ${median%%|*} (ratio, round)"
 
 testpmd_mpps="$(field delivered_mpps "${TESTPMD_LINE}")"
 relay_mpps="$(field delivered_mpps "${RELAY_LINE}")"
@@ -182,8 +216,4 @@ loss_pct="$(field loss_pct "${RELAY_LINE}")"
 p99_us="$(field p99_us "${RELAY_LINE}")"
 ratio="$(awk -v r="${relay_mpps}" -v t="${testpmd_mpps}" 'BEGIN { printf "%.3f", (t > 0 ? r / t : 0) }')"
 
-echo "testpmd: ${TESTPMD_LINE}"
-echo "testpmd load: ${UPTIME_A}"
-echo "relay:   ${RELAY_LINE}"
-echo "relay load:   ${UPTIME_B}"
 echo "RESULT relay_mpps=${relay_mpps} testpmd_mpps=${testpmd_mpps} ratio=${ratio} loss_pct=${loss_pct} p99_us=${p99_us}"
