@@ -523,7 +523,8 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
     LearnNeighbor(info.src_ip, info.src_mac, /*create=*/true);
   }
   const std::span<const uint8_t> payload = frame.subspan(info.payload_offset, info.payload_length);
-  if (tx_->size() + 4 > turn::TxBatch::kCapacity) FlushTx();
+  // Room for this frame's descriptors and for the frame among the held ones.
+  if (tx_->size() + 4 > turn::TxBatch::kCapacity || n_held_ == kBurst) FlushTx();
   const size_t first_desc = tx_->size();
   if (route.kind == Route::kClient) {
     engine_->OnClientPacket(static_cast<turn::SocketId>(route.tag), info.dst(), info.src(),
@@ -538,32 +539,39 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
     }
     engine_->OnPeerPacket(route.tag, info.src(), payload, *tx_);
   }
-  NoteBodySums(frame, info, payload, first_desc);
-  // The TxBatch may point into this frame: keep it until FlushTx has copied it.
-  if (n_held_ == kBurst) FlushTx();
+  // The TxBatch may point into this frame: keep it until FlushTx has sent from it (and reused
+  // it for the one descriptor that points into it, if it is only one).
+  held_refs_[n_held_] = NoteBodySums(frame, info, payload, first_desc, n_held_);
   held_[n_held_++] = m;
 }
 
-void DpdkWorker::NoteBodySums(std::span<const uint8_t> frame, const packet::FrameInfo& info,
-                              std::span<const uint8_t> payload, size_t first_desc) {
+uint8_t DpdkWorker::NoteBodySums(std::span<const uint8_t> frame, const packet::FrameInfo& info,
+                                 std::span<const uint8_t> payload, size_t first_desc,
+                                 uint16_t held) {
   std::optional<uint16_t> payload_sum;
   bool looked = false;
+  uint8_t refs = 0;
   for (size_t i = first_desc; i < tx_->size(); ++i) {
     const turn::TxDesc& d = (*tx_)[i];
-    body_sums_[i].valid = false;
+    BodySum& b = body_sums_[i];
+    b = BodySum{};
     if (d.body_len == 0 || d.body < payload.data() ||
         d.body + d.body_len > payload.data() + payload.size()) {
       continue;  // no body, or not from this frame
     }
+    b.frame = static_cast<int16_t>(held);
+    ++refs;
     if (!looked) {
       payload_sum = packet::UdpPayloadSumFromChecksum(
           info.src_ip, info.dst_ip, frame.subspan(info.l4_offset, 8), info.l4_length);
       looked = true;
     }
-    if (!payload_sum) return;  // sent without a checksum (IPv4): SendDesc sums the payload
-    body_sums_[i].sum = packet::SubspanSum(payload, *payload_sum, {d.body, d.body_len});
-    body_sums_[i].valid = true;
+    // Without a checksum (IPv4: zero), SendDesc sums the payload.
+    if (!payload_sum) continue;
+    b.sum = packet::SubspanSum(payload, *payload_sum, {d.body, d.body_len});
+    b.valid = true;
   }
+  return refs;
 }
 
 bool DpdkWorker::HandleControl(rte_mbuf* m, std::span<uint8_t> frame,
@@ -738,12 +746,37 @@ void DpdkWorker::SendNeighborRequest(const IpAddress& target,
 void DpdkWorker::FlushTx() {
   for (size_t i = 0; i < tx_->size(); ++i) {
     SendDesc((*tx_)[i], body_sums_[i]);
-    body_sums_[i].valid = false;
+    body_sums_[i] = BodySum{};
   }
   tx_->Clear();
-  // Everything the batch pointed into has been copied.
-  for (uint16_t i = 0; i < n_held_; ++i) rte_pktmbuf_free(held_[i]);
+  // Everything the batch pointed into has been sent (copied, or the frame itself reused).
+  for (uint16_t i = 0; i < n_held_; ++i) {
+    if (held_[i] != nullptr) rte_pktmbuf_free(held_[i]);
+  }
   n_held_ = 0;
+}
+
+rte_mbuf* DpdkWorker::ReuseReceived(const turn::TxDesc& d, BodySum body_sum,
+                                    size_t* payload_offset) {
+  if (body_sum.frame < 0 || held_refs_[body_sum.frame] != 1) return nullptr;
+  rte_mbuf* m = held_[body_sum.frame];
+  // A direct mbuf of one segment that nothing else references (a capture copies, never
+  // references) can be rewritten.
+  if (m == nullptr || !RTE_MBUF_DIRECT(m) || rte_mbuf_refcnt_read(m) != 1 || m->nb_segs != 1) {
+    return nullptr;
+  }
+  uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
+  const size_t body = static_cast<size_t>(d.body - base);
+  // Room for the largest headers (Ethernet + VLAN + IPv6 + UDP) and the head before the body,
+  // and for the padding after it.
+  constexpr size_t kMaxHeaders = 14 + 4 + 40 + 8;
+  if (body < d.head_len + kMaxHeaders || body + d.body_len + d.tail_pad > m->buf_len) {
+    return nullptr;
+  }
+  held_[body_sum.frame] = nullptr;  // FlushTx does not free it: it is sent (or parked)
+  *payload_offset = body - d.head_len;
+  rte_pktmbuf_reset(m);  // offload flags, VLAN, packet type and lengths of the received frame
+  return m;
 }
 
 void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
@@ -755,22 +788,31 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   // To one of our own addresses (a relay talking to another relay of this node, as two
   // relay-only browsers do): hairpin back into the receive path instead of onto the wire.
   const bool hairpin = packet::IsOurAddress(ours_, d.dst.ip);
-  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
-  if (m == nullptr) {
-    ++counters_.tx_no_slot;
-    return;
-  }
   const size_t size = d.size();
-  if (size > rte_pktmbuf_tailroom(m)) {
-    ++counters_.tx_too_big;
-    rte_pktmbuf_free(m);
-    return;
+  size_t payload_offset = 0;
+  rte_mbuf* m = ReuseReceived(d, body_sum, &payload_offset);
+  if (m == nullptr) {
+    m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) {
+      ++counters_.tx_no_slot;
+      return;
+    }
+    if (size > rte_pktmbuf_tailroom(m)) {
+      ++counters_.tx_too_big;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    // Payload at the start of the data room, headers prepended into the headroom before it.
+    payload_offset = m->data_off;
+    if (d.body_len > 0) {
+      std::memcpy(static_cast<uint8_t*>(m->buf_addr) + payload_offset + d.head_len, d.body,
+                  d.body_len);
+    }
   }
-  // Payload at the start of the data room, headers prepended into the headroom before it.
+  // Reused or not, the body is in place: the head goes before it, the padding after it.
   uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
-  uint8_t* payload = base + m->data_off;
+  uint8_t* payload = base + payload_offset;
   std::memcpy(payload, d.head, d.head_len);
-  if (d.body_len > 0) std::memcpy(payload + d.head_len, d.body, d.body_len);
   if (d.tail_pad > 0) std::memset(payload + d.head_len + d.body_len, 0, d.tail_pad);
   packet::UdpTxParams params;
   params.src_mac = mac_;
@@ -807,7 +849,7 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
     return;
   }
   const std::optional<packet::Prepended> p = packet::PrependUdpHeaders(
-      std::span<uint8_t>(base, m->data_off + size), m->data_off, size, params);
+      std::span<uint8_t>(base, payload_offset + size), payload_offset, size, params);
   if (!p) {
     ++counters_.tx_too_big;
     rte_pktmbuf_free(m);
@@ -823,7 +865,7 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
       m->ol_flags |= RTE_MBUF_F_TX_IPV6;
     }
   }
-  const size_t frame_len = m->data_off + size - p->frame_offset;
+  const size_t frame_len = payload_offset + size - p->frame_offset;
   m->data_off = static_cast<uint16_t>(p->frame_offset);
   m->data_len = static_cast<uint16_t>(frame_len);
   m->pkt_len = static_cast<uint32_t>(frame_len);

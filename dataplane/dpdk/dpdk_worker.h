@@ -159,15 +159,24 @@ class DpdkWorker final : public turn::RelayTransport {
   // workers' frames for the kernel to it. Returns the number of frames moved.
   uint16_t PollKernel();
   void Learn(std::span<const uint8_t> frame, const packet::FrameInfo& info);
-  // A TX descriptor's body's folded sum when known from the received datagram's checksum.
+  // What is known of a TX descriptor's body when it lies in a received frame: the held_ index
+  // of that frame (-1: not in one), and the body's folded sum when the received datagram's
+  // checksum gave it.
   struct BodySum {
     bool valid = false;
     uint16_t sum = 0;
+    int16_t frame = -1;
   };
-  // After the engine handled a frame: the body sums of the descriptors from `first_desc` on
-  // whose body lies in this frame's payload.
-  void NoteBodySums(std::span<const uint8_t> frame, const packet::FrameInfo& info,
-                    std::span<const uint8_t> payload, size_t first_desc);
+  // After the engine handled a frame that will be held_[held]: marks the descriptors from
+  // `first_desc` on whose body lies in this frame's payload (and their sums); returns how many.
+  uint8_t NoteBodySums(std::span<const uint8_t> frame, const packet::FrameInfo& info,
+                       std::span<const uint8_t> payload, size_t first_desc, uint16_t held);
+  // The received frame a descriptor's body lies in, made into the frame that sends it when it
+  // is the only descriptor in that frame and there is room for the head and the headers before
+  // the body (the relay's usual case: ChannelData decapsulated or encapsulated without copying
+  // the payload). Returns nullptr (the caller copies) otherwise; the payload (head + body +
+  // padding) then starts at *payload_offset from the buffer's start.
+  rte_mbuf* ReuseReceived(const turn::TxDesc& d, BodySum body_sum, size_t* payload_offset);
   void FlushTx();  // engine descriptors -> frames -> TX queue
   void SendDesc(const turn::TxDesc& d, BodySum body_sum);
   void Transmit(rte_mbuf* m);
@@ -214,7 +223,8 @@ class DpdkWorker final : public turn::RelayTransport {
   bool has_relay_ip_[2] = {false, false};
 
   BodySum body_sums_[turn::TxBatch::kCapacity];  // per descriptor of tx_
-  rte_mbuf* held_[kBurst];  // received mbufs the TxBatch may point into
+  rte_mbuf* held_[kBurst];  // received mbufs the TxBatch may point into (nullptr: reused)
+  uint8_t held_refs_[kBurst];  // how many descriptors point into each
   uint16_t n_held_ = 0;
   rte_mbuf* tx_burst_[kBurst];
   uint16_t n_tx_ = 0;
