@@ -278,7 +278,7 @@ class Engine {
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;
-  absl::flat_hash_map<FiveTuple, uint32_t> by_tuple_;
+  absl::flat_hash_map<FiveTuple, uint32_t, FiveTupleHash> by_tuple_;
   EngineCounters counters_;
 };
 

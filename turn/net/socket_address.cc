@@ -3,8 +3,14 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <random>
 
 namespace turnpike {
+
+const uint64_t kFiveTupleHashSeed = [] {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) | rd();
+}();
 
 IpAddress IpAddress::V4(uint32_t host_order) {
   IpAddress a;

@@ -99,4 +99,26 @@ struct FiveTuple {
   }
 };
 
+// The engine's per-packet hash of a FiveTuple (every relayed client packet looks its allocation
+// up by it): the eight words folded into two, then two 64x64->128 multiply-folds, where absl's
+// generic combine does one per word. Seeded per process, so that which tuples collide cannot be
+// worked out from outside.
+extern const uint64_t kFiveTupleHashSeed;
+struct FiveTupleHash {
+  static uint64_t MulFold(uint64_t a, uint64_t b) {
+    const __uint128_t m = static_cast<__uint128_t>(a) * b;
+    return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
+  }
+  size_t operator()(const FiveTuple& t) const {
+    const uint64_t ports = (uint64_t{t.client.port} << 48) | (uint64_t{t.server.port} << 32) |
+                           (uint64_t{t.protocol} << 8) |
+                           (static_cast<uint64_t>(t.client.ip.family) << 4) |
+                           static_cast<uint64_t>(t.server.ip.family);
+    const uint64_t a = t.client.ip.word(0) ^ (t.server.ip.word(1) * 0x9E3779B97F4A7C15ull);
+    const uint64_t b = t.client.ip.word(1) ^ (t.server.ip.word(0) * 0xC2B2AE3D27D4EB4Full);
+    const uint64_t h = MulFold(a ^ kFiveTupleHashSeed, b ^ 0xA0761D6478BD642Full);
+    return MulFold(h ^ ports, 0xE7037ED1A0B428DBull ^ kFiveTupleHashSeed);
+  }
+};
+
 }  // namespace turnpike
