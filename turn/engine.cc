@@ -204,12 +204,12 @@ Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeSta
       auth_(config, node->nonce_secret()),
       peer_policy_(config),
       source_buckets_(kSourceBuckets),
-      slots_(options.max_allocations) {
+      slots_(options.max_allocations),
+      by_tuple_(options.max_allocations) {
   free_slots_.reserve(options.max_allocations);
   for (uint32_t i = options.max_allocations; i-- > 0;) {
     free_slots_.push_back(i);
   }
-  by_tuple_.reserve(options.max_allocations);
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   SetNow(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec));
@@ -266,7 +266,7 @@ void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
 }
 
 void Engine::PrefetchClient(const SocketAddress& server, const SocketAddress& client) const {
-  by_tuple_.prefetch(FiveTuple{client, server, uint8_t{IPPROTO_UDP}});
+  by_tuple_.Prefetch(FiveTupleHash{}(FiveTuple{client, server, uint8_t{IPPROTO_UDP}}));
 }
 
 void Engine::PrefetchPeer(uint32_t tag) const {
@@ -721,7 +721,8 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   if (additional_v6) {
     OpenIpv6Relay(alloc, tag + 1, msg.Has(attr::kDontFragment));
   }
-  by_tuple_[req.tuple] = slot;
+  // A free slot was taken above, so there is room; the 5-tuple had no allocation (Lookup).
+  by_tuple_.Insert(FiveTupleHash{}(req.tuple), slot);
   counters_.Allocate(AllocateResult::kSuccess);
   if (events_ != nullptr) {
     FillInfo(alloc, &event_scratch_);
@@ -1047,12 +1048,17 @@ size_t Engine::UnauthenticatedBudget(const Request& req) const {
 // ---------------------------------------------------------------------------------------------
 // Table management
 
+uint32_t Engine::FindSlot(const FiveTuple& tuple) const {
+  return by_tuple_.Find(FiveTupleHash{}(tuple),
+                        [&](uint32_t slot) { return slots_[slot].tuple == tuple; });
+}
+
 Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
-  auto it = by_tuple_.find(tuple);
-  if (it == by_tuple_.end()) {
+  const uint32_t slot = FindSlot(tuple);
+  if (slot == SlotIndex::kNone) {
     return nullptr;
   }
-  Allocation& alloc = slots_[it->second];
+  Allocation& alloc = slots_[slot];
   if (alloc.expires_s <= now_s_) {
     // Expired but not swept yet: end it now, so that a new Allocate on this 5-tuple cannot
     // overwrite the table entry and orphan the old slot, relay socket, port and quota.
@@ -1075,7 +1081,7 @@ void Engine::Release(Allocation* alloc, AllocationEnd reason) {
     node_->ReturnPort(alloc->relay6.ip, alloc->relay6.port);
   }
   node_->Leave(alloc->username);
-  by_tuple_.erase(alloc->tuple);
+  by_tuple_.Erase(FiveTupleHash{}(alloc->tuple), slot);
   const uint32_t generation = alloc->generation;
   *alloc = Allocation{};
   alloc->generation = generation;
@@ -1089,14 +1095,12 @@ void Engine::Tick() {
   last_sweep_s_ = now_s_;
   std::array<std::array<uint64_t, 2>, 3> by_transport{};
   uint64_t permissions = 0, channels = 0;
-  for (auto it = by_tuple_.begin(); it != by_tuple_.end();) {
-    Allocation& alloc = slots_[it->second];
-    ++it;  // Release erases the current entry
+  expired_scratch_.clear();
+  by_tuple_.ForEach([&](uint32_t slot) {
+    Allocation& alloc = slots_[slot];
     if (alloc.expires_s <= now_s_) {
-      ++counters_.allocations_expired;
-      SPDLOG_DEBUG("allocation for {} expired", alloc.tuple.client.ToString());
-      Release(&alloc, AllocationEnd::kExpired);
-      continue;
+      expired_scratch_.push_back(slot);  // released below: the index must not change here
+      return;
     }
     auto expired = [this](const auto& entry) { return entry.expires_s <= now_s_; };
     alloc.permissions.erase(
@@ -1109,6 +1113,12 @@ void Engine::Tick() {
     counts[1] += alloc.dual() ? 1 : 0;
     permissions += alloc.permissions.size();
     channels += alloc.channels.size();
+  });
+  for (uint32_t slot : expired_scratch_) {
+    Allocation& alloc = slots_[slot];
+    ++counters_.allocations_expired;
+    SPDLOG_DEBUG("allocation for {} expired", alloc.tuple.client.ToString());
+    Release(&alloc, AllocationEnd::kExpired);
   }
   counters_.allocations = by_transport;
   counters_.permissions = permissions;
@@ -1119,11 +1129,11 @@ void Engine::OnStreamClosed(const FiveTuple& tuple) {
   if (tuple.protocol != IPPROTO_TCP) {
     return;  // only a stream has a connection to close
   }
-  auto it = by_tuple_.find(tuple);
-  if (it == by_tuple_.end()) {
+  const uint32_t slot = FindSlot(tuple);
+  if (slot == SlotIndex::kNone) {
     return;
   }
-  Allocation& alloc = slots_[it->second];
+  Allocation& alloc = slots_[slot];
   if (alloc.expires_s <= now_s_) {
     ++counters_.allocations_expired;
     Release(&alloc, AllocationEnd::kExpired);
@@ -1135,14 +1145,14 @@ void Engine::OnStreamClosed(const FiveTuple& tuple) {
 }
 
 bool Engine::HasAllocation(const FiveTuple& tuple) const {
-  auto it = by_tuple_.find(tuple);
-  return it != by_tuple_.end() && slots_[it->second].expires_s > now_s_;
+  const uint32_t slot = FindSlot(tuple);
+  return slot != SlotIndex::kNone && slots_[slot].expires_s > now_s_;
 }
 
 void Engine::CloseAll() {
-  while (!by_tuple_.empty()) {
-    Release(&slots_[by_tuple_.begin()->second], AllocationEnd::kShutdown);
-  }
+  expired_scratch_.clear();
+  by_tuple_.ForEach([&](uint32_t slot) { expired_scratch_.push_back(slot); });
+  for (uint32_t slot : expired_scratch_) Release(&slots_[slot], AllocationEnd::kShutdown);
 }
 
 uint64_t Engine::AllocationId(const Allocation& alloc) const {
@@ -1186,12 +1196,12 @@ void Engine::FillInfo(const Allocation& alloc, AllocationInfo* info) const {
 }
 
 void Engine::ListAllocations(std::vector<AllocationInfo>* out) const {
-  for (const auto& [tuple, slot] : by_tuple_) {
+  by_tuple_.ForEach([&](uint32_t slot) {
     const Allocation& alloc = slots_[slot];
     if (alloc.expires_s > now_s_) {
       FillInfo(alloc, &out->emplace_back());
     }
-  }
+  });
 }
 
 bool Engine::KillAllocation(uint64_t id) {

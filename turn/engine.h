@@ -15,7 +15,6 @@
 #include <span>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "turn/auth.h"
 #include "turn/config.h"
@@ -23,6 +22,7 @@
 #include "turn/net/socket_address.h"
 #include "turn/node_state.h"
 #include "turn/peer_policy.h"
+#include "turn/slot_index.h"
 #include "turn/stun/message.h"
 
 namespace turnpike::turn {
@@ -234,6 +234,8 @@ class Engine {
   void OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment);
 
   Allocation* Lookup(const FiveTuple& tuple);
+  // The slot of the allocation on `tuple` (expired or not), or SlotIndex::kNone.
+  uint32_t FindSlot(const FiveTuple& tuple) const;
   void PrefetchSlot(uint32_t slot) const;
   void Release(Allocation* alloc, AllocationEnd reason);
   SocketAddress Advertised(const SocketAddress& relay) const;
@@ -278,7 +280,8 @@ class Engine {
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;
-  absl::flat_hash_map<FiveTuple, uint32_t, FiveTupleHash> by_tuple_;
+  SlotIndex by_tuple_;  // client 5-tuple -> slot, for every allocation in slots_
+  std::vector<uint32_t> expired_scratch_;  // Tick, CloseAll: slots to release after a scan
   EngineCounters counters_;
 };
 
