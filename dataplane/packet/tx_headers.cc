@@ -26,7 +26,12 @@ void WriteIpv4Header(uint8_t* p, uint8_t tos, uint16_t total_length, uint16_t id
   std::memcpy(ip->src, src.bytes.data(), 4);
   std::memcpy(ip->dst, dst.bytes.data(), 4);
   if (!checksum_offload) {
-    Store16(ip->checksum, Ipv4HeaderChecksum({p, sizeof(Ipv4Header)}));
+    // Summed from the values, not read back from the header just written: a 4-byte load of
+    // bytes written by 2-byte stores cannot be forwarded from the store buffer and stalls.
+    uint32_t sum = 0x4500u + tos + total_length + id + flags_fragment + (uint32_t{ttl} << 8) +
+                   protocol;
+    sum = Sum16({dst.bytes.data(), 4}, Sum16({src.bytes.data(), 4}, sum));
+    Store16(ip->checksum, Finish(sum));
   }
 }
 
@@ -84,11 +89,11 @@ std::optional<Prepended> PrependUdpHeaders(std::span<uint8_t> buffer, size_t pay
     checksum =
         UdpPseudoHeaderChecksum(params.src.ip, params.dst.ip, static_cast<uint16_t>(udp_length));
   } else if (params.udp_checksum == UdpChecksumMode::kPayloadSum) {
-    // Ports and length (not the checksum field, not written yet), the pseudo-header, and the
-    // sum given for the payload.
-    const uint32_t sum = Sum16({l4, 6},
-                               PseudoHeaderSum(params.src.ip, params.dst.ip, kIpProtoUdp,
-                                               static_cast<uint32_t>(udp_length)));
+    // Ports and length (from the values, not read back: see WriteIpv4Header), the
+    // pseudo-header, and the sum given for the payload.
+    const uint32_t sum = uint32_t{params.src.port} + params.dst.port + udp_length +
+                         PseudoHeaderSum(params.src.ip, params.dst.ip, kIpProtoUdp,
+                                         static_cast<uint32_t>(udp_length));
     checksum = Finish(sum + params.payload_sum);
     if (checksum == 0) checksum = 0xffff;
   } else {
