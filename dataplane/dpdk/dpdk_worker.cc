@@ -289,16 +289,19 @@ void DpdkWorker::Run() {
 
 void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
   const bool dispatch = !from_ring && fabric_->workers > 1;
-  // Two passes, so that the cache misses of the burst overlap: parse every frame (handing
-  // other workers' frames over) and start loading the engine's 5-tuple probe (client packets)
-  // or allocation (peer packets), then handle each frame.
+  // Three passes, so that the cache misses of the burst overlap: parse every frame and start
+  // loading its relay port's entry; route it (handing other workers' frames over) and start
+  // loading the engine's 5-tuple probe (client packets) or allocation (peer packets); then
+  // handle each frame.
   packet::FrameInfo info[kBurst];
+  for (uint16_t i = 0; i < n; ++i) Parse(rx[i], info[i]);
   Route route[kBurst];
   rte_mbuf* mine[kBurst];
-  uint16_t kept = 0;
+  uint16_t kept = 0;  // info[] is compacted as frames are handed over: kept <= i
   for (uint16_t i = 0; i < n; ++i) {
     uint32_t owner = index_;
-    const Route r = Classify(rx[i], info[kept], dispatch ? &owner : nullptr);
+    if (kept != i) info[kept] = info[i];
+    const Route r = Classify(info[kept], dispatch ? &owner : nullptr);
     if (owner != index_) {
       Stage(owner, rx[i]);
       continue;
@@ -322,13 +325,21 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
   for (uint16_t i = 0; i < kept; ++i) HandleFrame(mine[i], info[i], route[i], from_ring);
 }
 
-DpdkWorker::Route DpdkWorker::Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner) {
-  Route r;
+void DpdkWorker::Parse(rte_mbuf* m, packet::FrameInfo& info) {
   if (m->nb_segs != 1) {  // jumbo chains: not for a TURN relay (HandleFrame counts it)
     info = packet::FrameInfo{};
-    return r;
+    return;
   }
   info = packet::ParseFrame({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)});
+  if (info.ok() && info.is_ip() && info.l4_protocol == kProtoUdp &&
+      info.dst_port != config_.listening_port) {
+    const int f = FamilyIndex(info.dst_ip);
+    if (has_relay_ip_[f]) __builtin_prefetch(&relays_[f][info.dst_port]);  // read by Classify
+  }
+}
+
+DpdkWorker::Route DpdkWorker::Classify(const packet::FrameInfo& info, uint32_t* owner) {
+  Route r;
   if (!info.ok() || !info.is_ip() || info.l4_protocol != kProtoUdp || !info.fast_path) return r;
   if (info.dst_port == config_.listening_port) {
     for (size_t i = 0; i < config_.listening_ips.size(); ++i) {

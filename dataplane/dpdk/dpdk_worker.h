@@ -134,7 +134,10 @@ class DpdkWorker final : public turn::RelayTransport {
   void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring);
   // With `owner` non-null, also the index of the worker that owns the frame (ours for
   // everything not relayed).
-  Route Classify(rte_mbuf* m, packet::FrameInfo& info, uint32_t* owner);
+  // Parses a received frame into `info` (a default FrameInfo for a chained mbuf) and prefetches
+  // the relay port entry Classify will read.
+  void Parse(rte_mbuf* m, packet::FrameInfo& info);
+  Route Classify(const packet::FrameInfo& info, uint32_t* owner);
   uint32_t ClientOwner(const packet::FrameInfo& info) const;
   // Queues `m` for worker `owner`'s RX ring (sent by FlushDispatch).
   void Stage(uint32_t owner, rte_mbuf* m);
