@@ -65,6 +65,10 @@ struct RingPort {
   std::vector<rte_ring*> out;
   uint16_t id = 0;
   std::vector<uint64_t> taken;  // frames read per TX queue
+  // The mbuf of the last Put and of the last Take (compared as addresses only: the latter is
+  // freed): a relayed frame sent in the mbuf it arrived in was relayed in place.
+  rte_mbuf* last_put = nullptr;
+  rte_mbuf* last_taken = nullptr;
 
   void Open(uint16_t queues = 1) {
     static int serial = 0;
@@ -106,7 +110,7 @@ struct RingPort {
 
   // Into RX queue `queue`; with queue < 0, the queue a NIC's RSS might pick: a mix of the UDP
   // ports (unrelated to the workers' ownership hash), queue 0 for anything but UDP.
-  void Put(const Bytes& frame, int queue = -1) const {
+  void Put(const Bytes& frame, int queue = -1) {
     if (queue < 0) {
       const packet::FrameInfo info = packet::ParseFrame(frame);
       queue = info.ok() && info.is_ip() && info.l4_protocol == 17
@@ -118,6 +122,7 @@ struct RingPort {
     std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
                 frame.size());
     ASSERT_EQ(rte_ring_enqueue(in[static_cast<size_t>(queue)], m), 0);
+    last_put = m;
   }
 
   // The next transmitted frame (from any TX queue), or an empty one after `wait`.
@@ -137,6 +142,7 @@ struct RingPort {
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
     Bytes frame(data, data + rte_pktmbuf_data_len(m));
     rte_pktmbuf_free(m);
+    last_taken = m;
     return frame;
   }
 };
@@ -399,11 +405,15 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
     }
   }
 
-  // Client -> peer: ChannelData in, plain UDP from the relayed address out.
+  // Client -> peer: ChannelData in, plain UDP from the relayed address out, in the mbuf the
+  // ChannelData came in (decapsulated in place: that mbuf is held until the frame is built, so
+  // a copy could never land in it).
+  std::vector<rte_mbuf*> put(kAllocations);
   for (const dpdkgen::TurnAllocation& a : allocations) {
     Bytes cd = {static_cast<uint8_t>(a.channel >> 8), static_cast<uint8_t>(a.channel), 0, 8};
     for (int k = 0; k < 8; ++k) cd.push_back(static_cast<uint8_t>(a.index + k));
     port_.Put(UdpFrame(a.client, server, cd));
+    put[a.index] = port_.last_put;
   }
   std::vector<int> to_peer(kAllocations, 0);
   for (uint32_t n = 0; n < kAllocations; ++n) {
@@ -415,12 +425,15 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
     EXPECT_EQ(s->info.src(), allocations[i].relayed);
     EXPECT_EQ(s->payload.size(), 8u);
     EXPECT_EQ(s->payload[0], static_cast<uint8_t>(i));
+    EXPECT_EQ(port_.last_taken, put[i]) << "allocation " << i << ": not relayed in place";
     ++to_peer[i];
   }
-  // Peer -> client: UDP to the relayed address in, ChannelData to the client out.
+  // Peer -> client: UDP to the relayed address in, ChannelData to the client out (the header
+  // prepended in place).
   for (const dpdkgen::TurnAllocation& a : allocations) {
     const uint8_t data[] = {static_cast<uint8_t>(a.index), 0xAB, 0xCD};
     port_.Put(UdpFrame(a.peer, a.relayed, data));
+    put[a.index] = port_.last_put;
   }
   std::vector<int> to_client(kAllocations, 0);
   for (uint32_t n = 0; n < kAllocations; ++n) {
@@ -432,6 +445,7 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
     ASSERT_EQ(s->payload.size(), 4u + 3u);  // ChannelData header and data (no padding on UDP)
     EXPECT_EQ((s->payload[0] << 8) | s->payload[1], allocations[i].channel);
     EXPECT_EQ(s->payload[4], static_cast<uint8_t>(i));
+    EXPECT_EQ(port_.last_taken, put[i]) << "allocation " << i << ": not relayed in place";
     ++to_client[i];
   }
   Stop();
