@@ -3,6 +3,8 @@
 
 #include "turn/config.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace turnpike {
@@ -18,19 +20,19 @@ bool IpRange::Contains(const IpAddress& a) const {
 }
 
 bool InterfaceAddress::OnLink(const IpAddress& other) const {
+  // Two 8-byte words, masked (the DPDK worker asks this for every relayed packet): the mask of
+  // word i covers the address's first `prefix` bits that fall in it, in network byte order.
   if (other.family != ip.family) {
     return false;
   }
-  const size_t full = prefix / 8;
-  if (std::memcmp(ip.bytes.data(), other.bytes.data(), full) != 0) {
-    return false;
+  for (size_t i = 0; i < 2; ++i) {
+    const int bits = std::clamp(static_cast<int>(prefix) - 64 * static_cast<int>(i), 0, 64);
+    if (bits == 0) break;
+    uint64_t mask = ~uint64_t{0} << (64 - bits);  // the first `bits` bits, most significant first
+    if constexpr (std::endian::native == std::endian::little) mask = __builtin_bswap64(mask);
+    if (((ip.word(i) ^ other.word(i)) & mask) != 0) return false;
   }
-  const unsigned rest = prefix % 8;
-  if (rest == 0) {
-    return true;
-  }
-  const uint8_t mask = static_cast<uint8_t>(0xFF << (8 - rest));
-  return (ip.bytes[full] & mask) == (other.bytes[full] & mask);
+  return true;
 }
 
 }  // namespace turnpike

@@ -868,6 +868,27 @@ TEST(ConfigDpdkTest, AddressesBecomeTheListeningAndRelayAddresses) {
   EXPECT_TRUE(c.dpdk_addresses[1].OnLink(*IpAddress::Parse("2001:db8::9")));
 }
 
+TEST(ConfigDpdkTest, OnLinkComparesExactlyThePrefixBits) {
+  const auto ip = [](const char* text) { return *IpAddress::Parse(text); };
+  const InterfaceAddress v4{ip("10.200.16.2"), 20};  // 10.200.16.0 - 10.200.31.255
+  EXPECT_TRUE(v4.OnLink(ip("10.200.16.0")));
+  EXPECT_TRUE(v4.OnLink(ip("10.200.31.255")));
+  EXPECT_FALSE(v4.OnLink(ip("10.200.32.0")));
+  EXPECT_FALSE(v4.OnLink(ip("10.200.15.255")));
+  EXPECT_FALSE(v4.OnLink(ip("138.200.16.2")));  // the first bit differs
+  const InterfaceAddress v6{ip("2001:db8::1:2"), 100};  // the first 4 bits of the 7th group
+  EXPECT_TRUE(v6.OnLink(ip("2001:db8::0fff:ffff")));
+  EXPECT_FALSE(v6.OnLink(ip("2001:db8::1000:0")));
+  EXPECT_FALSE(v6.OnLink(ip("2001:db9::1:2")));  // a difference in the first word
+  EXPECT_FALSE(v6.OnLink(ip("10.200.16.2")));
+  const InterfaceAddress all{ip("10.0.0.1"), 0};
+  EXPECT_TRUE(all.OnLink(ip("192.0.2.1")));
+  EXPECT_FALSE(all.OnLink(ip("::1")));
+  const InterfaceAddress host{ip("2001:db8::1"), 128};
+  EXPECT_TRUE(host.OnLink(ip("2001:db8::1")));
+  EXPECT_FALSE(host.OnLink(ip("2001:db8::2")));
+}
+
 TEST(ConfigDpdkTest, BadInputIsRefusedWithWhatToDo) {
   EXPECT_THAT(ErrorOf(Load({"--backend=dpdk"})), HasSubstr("dpdk-address=IP/LEN"));
   EXPECT_THAT(ErrorOf(Load({"--dpdk-address=10.200.0.2"})), HasSubstr("prefix length"));
