@@ -24,6 +24,7 @@ tp_init
 BUILD_DIR="$(dirname "${TURNPIKED:-${TP_REPO_DIR}/build/turnpiked}")"
 
 CTL_PORT="$(tp_free_tcp_port)"
+export TP_AVOID_PORTS="${CTL_PORT}"  # not the TURN listening port too (seen in CI)
 TOKEN="token-$$-${RANDOM}${RANDOM}"
 CONF="${TP_TMP}/turnpike.conf"
 printf 'deployment-color=blue\nuser-quota=0\n' >"${CONF}"

@@ -189,6 +189,7 @@ tp_start_peer() {
 #  - a relay range of TP_RANGE_SIZE ports whose UDP ports are all free right now and that no
 #    other interop test holds (an atomic mkdir per range start, owned by this shell's pid; a
 #    range whose owner died is taken back).
+# Never picks a port listed in TP_AVOID_PORTS (space-separated).
 # Sets TP_PORT, TP_MIN_PORT, TP_MAX_PORT, TP_RANGE_LOCK, and TP_TLS_PORT when TP_TLS=1.
 tp_pick_ports() {
   mkdir -p "${TP_RANGE_LOCK_DIR}"
@@ -261,8 +262,11 @@ def relay_range():
         shutil.rmtree(path, ignore_errors=True)
     sys.exit("no free relay port range")
 
-port = listening_port()
-tls_port = listening_port(avoid=(port,)) if want_tls else "-"
+# TP_AVOID_PORTS: ports the test took already (a control-plane port from tp_free_tcp_port was
+# released when picked, so the kernel may hand it out again here).
+taken = tuple(int(p) for p in os.environ.get("TP_AVOID_PORTS", "").split())
+port = listening_port(avoid=taken)
+tls_port = listening_port(avoid=(port,) + taken) if want_tls else "-"
 if have_range:
     print(port, tls_port)
 else:
