@@ -110,6 +110,7 @@ struct Options {
   std::string pcap;
   double setup_timeout_s = 120;
   uint16_t queues = 1;  // queue pairs; frames spread over them by their UDP ports, like RSS
+  double linger_s = 0;  // stay connected (not polling) after the GEN line, until a signal
 };
 
 void Usage() {
@@ -129,7 +130,9 @@ void Usage() {
                "  --raw --raw-dst-mac=MAC  no handshakes: the testpmd baseline\n"
                "  --pcap=FILE              also write phase-2 traffic + FILE.lua (Pktgen)\n"
                "  --queues=N               queue pairs; each frame goes on the queue a hash of\n"
-               "                           its UDP ports picks (as RSS would), ARP on 0 (1)\n");
+               "                           its UDP ports picks (as RSS would), ARP on 0 (1)\n"
+               "  --linger=S               after the GEN line, keep the port open S seconds or\n"
+               "                           until SIGTERM, without polling it (0)\n");
 }
 
 std::optional<packet::MacAddress> ParseMac(std::string_view s) {
@@ -186,6 +189,7 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     else if (key == "--search-steps") ok = absl::SimpleAtoi(value, &o->search_steps);
     else if (key == "--trial-seconds") ok = absl::SimpleAtod(value, &o->trial_seconds);
     else if (key == "--setup-timeout") ok = absl::SimpleAtod(value, &o->setup_timeout_s);
+    else if (key == "--linger") ok = absl::SimpleAtod(value, &o->linger_s);
     else if (key == "--raw") o->raw = true;
     else if (key == "--raw-dst-mac") {
       std::optional<packet::MacAddress> m = ParseMac(std::string_view(value.data(), value.size()));
@@ -851,6 +855,14 @@ int Main(int argc, char** argv) {
           best->latency.Quantile(0.5) / 1e3, best->latency.Quantile(0.99) / 1e3,
           best->misrouted, best->bad_checksums);
       rc = best->misrouted > 0 || best->bad_checksums > 0 ? 1 : 0;
+      std::fflush(stdout);
+      // --linger: the peer can be read (metrics) and stopped before this end of the memif
+      // link goes away. DPDK 22.11's memif PMD unmaps the shared rings on disconnect while the
+      // other side's lcores may be inside rx/tx_burst, which then fault (docs/dpdk.md).
+      for (const int64_t end = MonotonicNs() + static_cast<int64_t>(o.linger_s * 1e9);
+           !g_stop.load() && MonotonicNs() < end;) {
+        rte_delay_us_sleep(50'000);  // sleeps (rte_delay_ms would spin)
+      }
     } while (false);
   }
   rte_eth_dev_stop(o.port);
