@@ -702,6 +702,22 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
     return;
   }
 
+  // There is a free slot, so the index has room, and the 5-tuple has no allocation (Lookup).
+  // Refused only if the index had lost track of a freed slot: the allocation would then be
+  // unreachable, so it is not made. (Nothing looks the tuple up before the slot is filled.)
+  if (!by_tuple_.Insert(FiveTupleHash{}(req.tuple), slot)) {
+    SPDLOG_ERROR("allocation index full although slot {} is free: allocation for {} refused",
+                 slot, req.tuple.client.ToString());
+    relays_->CloseRelay(socket);
+    node_->ReturnPort(relay.ip, relay.port);
+    if (reservation != 0) {
+      node_->TakeReserved(reservation, now_s_);  // drop the reservation with its port
+      node_->ReturnPort(relay.ip, static_cast<uint16_t>(relay.port + 1));
+    }
+    node_->Leave(req.auth.username);
+    fail(508);
+    return;
+  }
   free_slots_.pop_back();
   Allocation& alloc = slots_[slot];
   const uint32_t generation = alloc.generation + 1;
@@ -721,8 +737,6 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   if (additional_v6) {
     OpenIpv6Relay(alloc, tag + 1, msg.Has(attr::kDontFragment));
   }
-  // A free slot was taken above, so there is room; the 5-tuple had no allocation (Lookup).
-  by_tuple_.Insert(FiveTupleHash{}(req.tuple), slot);
   counters_.Allocate(AllocateResult::kSuccess);
   if (events_ != nullptr) {
     FillInfo(alloc, &event_scratch_);
@@ -1095,11 +1109,11 @@ void Engine::Tick() {
   last_sweep_s_ = now_s_;
   std::array<std::array<uint64_t, 2>, 3> by_transport{};
   uint64_t permissions = 0, channels = 0;
-  expired_scratch_.clear();
+  release_scratch_.clear();
   by_tuple_.ForEach([&](uint32_t slot) {
     Allocation& alloc = slots_[slot];
     if (alloc.expires_s <= now_s_) {
-      expired_scratch_.push_back(slot);  // released below: the index must not change here
+      release_scratch_.push_back(slot);  // released below: the index must not change here
       return;
     }
     auto expired = [this](const auto& entry) { return entry.expires_s <= now_s_; };
@@ -1114,7 +1128,7 @@ void Engine::Tick() {
     permissions += alloc.permissions.size();
     channels += alloc.channels.size();
   });
-  for (uint32_t slot : expired_scratch_) {
+  for (uint32_t slot : release_scratch_) {
     Allocation& alloc = slots_[slot];
     ++counters_.allocations_expired;
     SPDLOG_DEBUG("allocation for {} expired", alloc.tuple.client.ToString());
@@ -1150,9 +1164,9 @@ bool Engine::HasAllocation(const FiveTuple& tuple) const {
 }
 
 void Engine::CloseAll() {
-  expired_scratch_.clear();
-  by_tuple_.ForEach([&](uint32_t slot) { expired_scratch_.push_back(slot); });
-  for (uint32_t slot : expired_scratch_) Release(&slots_[slot], AllocationEnd::kShutdown);
+  release_scratch_.clear();
+  by_tuple_.ForEach([&](uint32_t slot) { release_scratch_.push_back(slot); });
+  for (uint32_t slot : release_scratch_) Release(&slots_[slot], AllocationEnd::kShutdown);
 }
 
 uint64_t Engine::AllocationId(const Allocation& alloc) const {

@@ -281,7 +281,7 @@ class Engine {
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;
   SlotIndex by_tuple_;  // client 5-tuple -> slot, for every allocation in slots_
-  std::vector<uint32_t> expired_scratch_;  // Tick, CloseAll: slots to release after a scan
+  std::vector<uint32_t> release_scratch_;  // Tick, CloseAll: slots to release after a scan
   EngineCounters counters_;
 };
 

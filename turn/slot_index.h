@@ -3,10 +3,10 @@
 //
 // Open addressing with linear probing over 8-byte entries (32 bits of the key's hash and the
 // slot), at most half full, so a probe usually reads one cache line and the line can be
-// prefetched from the hash alone while a burst is parsed (absl's flat_hash_map prefetches its
-// control bytes, but the slot it then compares lies anywhere in a 16-slot group). Keys are not
-// stored: the caller's `matches(slot)` compares the key with the one its slot holds, which the
-// relay reads next anyway. Erase shifts the following entries back (no tombstones), so lookups
+// prefetched from the hash alone before a burst's frames are handled (absl's flat_hash_map
+// prefetches its control bytes, but the slot it then compares lies anywhere in a 16-slot
+// group). Keys are not stored: the caller's `matches(slot)` compares the key with the one its
+// slot holds, which the relay reads next anyway. Erase shifts the following entries back (no tombstones), so lookups
 // never slow down with churn.
 #pragma once
 

@@ -177,8 +177,8 @@ class DpdkWorker final : public turn::RelayTransport {
   // The received frame a descriptor's body lies in, made into the frame that sends it when it
   // is the only descriptor in that frame and there is room for the head and the headers before
   // the body (the relay's usual case: ChannelData decapsulated or encapsulated without copying
-  // the payload). Returns nullptr (the caller copies) otherwise; the payload (head + body +
-  // padding) then starts at *payload_offset from the buffer's start.
+  // the payload): then sets *payload_offset, where the payload (head + body + padding) starts
+  // from the buffer's start. Otherwise returns nullptr and leaves it alone (the caller copies).
   rte_mbuf* ReuseReceived(const turn::TxDesc& d, BodySum body_sum, size_t* payload_offset);
   void FlushTx();  // engine descriptors -> frames -> TX queue
   void SendDesc(const turn::TxDesc& d, BodySum body_sum);

@@ -7,10 +7,14 @@
 
 namespace turnpike {
 
-const uint64_t kFiveTupleHashSeed = [] {
+namespace {
+uint64_t RandomWord() {
   std::random_device rd;
   return (uint64_t{rd()} << 32) | rd();
-}();
+}
+}  // namespace
+
+const uint64_t kFiveTupleHashSeed[2] = {RandomWord(), RandomWord()};
 
 IpAddress IpAddress::V4(uint32_t host_order) {
   IpAddress a;

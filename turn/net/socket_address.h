@@ -101,9 +101,9 @@ struct FiveTuple {
 
 // The engine's per-packet hash of a FiveTuple (every relayed client packet looks its allocation
 // up by it): the eight words folded into two, then two 64x64->128 multiply-folds, where absl's
-// generic combine does one per word. Seeded per process, so that which tuples collide cannot be
-// worked out from outside.
-extern const uint64_t kFiveTupleHashSeed;
+// generic combine does one per word. Both words of the first fold carry a per-process seed (as
+// wyhash does), so which tuples share a hash depends on a value not known outside the process.
+extern const uint64_t kFiveTupleHashSeed[2];
 struct FiveTupleHash {
   static uint64_t MulFold(uint64_t a, uint64_t b) {
     const __uint128_t m = static_cast<__uint128_t>(a) * b;
@@ -116,8 +116,8 @@ struct FiveTupleHash {
                            static_cast<uint64_t>(t.server.ip.family);
     const uint64_t a = t.client.ip.word(0) ^ (t.server.ip.word(1) * 0x9E3779B97F4A7C15ull);
     const uint64_t b = t.client.ip.word(1) ^ (t.server.ip.word(0) * 0xC2B2AE3D27D4EB4Full);
-    const uint64_t h = MulFold(a ^ kFiveTupleHashSeed, b ^ 0xA0761D6478BD642Full);
-    return MulFold(h ^ ports, 0xE7037ED1A0B428DBull ^ kFiveTupleHashSeed);
+    const uint64_t h = MulFold(a ^ kFiveTupleHashSeed[0], b ^ kFiveTupleHashSeed[1]);
+    return MulFold(h ^ ports, 0xE7037ED1A0B428DBull ^ kFiveTupleHashSeed[0]);
   }
 };
 
