@@ -120,19 +120,42 @@ wait_for_log() {
 }
 
 # run_gen LOG ARGS... -- EAL: runs the generator on CPU 0, prints its report, returns its
-# GEN line in $GEN_LINE.
+# GEN line in $GEN_LINE. With LINGER=1 the generator stays connected after its report
+# (--linger, before the EAL arguments) and its pid is left in $GEN_PID for the caller to stop
+# after the forwarder: see stop_lingering.
 GEN_LINE=""
+GEN_PID=""
 run_gen() {
   local out=$1; shift
   local rc=0
   "${GEN}" "$@" >"${out}" 2>&1 &
   local pid=$!
   PIDS+=("${pid}")
-  wait "${pid}" || rc=$?
+  if [[ "${LINGER:-0}" == 1 ]]; then
+    until grep -q '^GEN ' "${out}" 2>/dev/null; do
+      kill -0 "${pid}" 2>/dev/null || break  # ended early: its exit status says why
+      sleep 0.2  # poll interval
+    done
+  fi
+  if [[ "${LINGER:-0}" == 1 ]] && kill -0 "${pid}" 2>/dev/null; then
+    GEN_PID="${pid}"
+  else
+    wait "${pid}" || rc=$?
+  fi
   grep -v -e '^EAL:' -e '^TELEMETRY:' "${out}" >&2 || true
   (( rc == 0 )) || die "generator failed (exit ${rc}, log ${out})"
   GEN_LINE="$(grep '^GEN ' "${out}" | tail -1)"
   [[ -n "${GEN_LINE}" ]] || die "no GEN line in ${out}"
+}
+
+# Stops the lingering generator (after the relay it is connected to has stopped).
+stop_lingering() {
+  [[ -n "${GEN_PID}" ]] || return 0
+  local rc=0
+  kill -TERM "${GEN_PID}" 2>/dev/null || true
+  wait "${GEN_PID}" || rc=$?
+  GEN_PID=""
+  (( rc == 0 )) || die "generator failed (exit ${rc})"
 }
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
@@ -179,7 +202,10 @@ run_relay() {
   wait_for_log "${pid}" "${RUN_DIR}/turnpiked-${round}.log" "ready:"
   UPTIME_B="$(uptime)"
   log "load: ${UPTIME_B}"
-  run_gen "${RUN_DIR}/gen-relay-${round}.log" --secret="${SECRET}" "${GEN_COMMON[@]}" -- \
+  # The generator stays connected until turnpiked has stopped: DPDK 22.11's memif PMD unmaps
+  # the rings on a peer's disconnect under a polling worker, which can fault (docs/dpdk.md).
+  LINGER=1 run_gen "${RUN_DIR}/gen-relay-${round}.log" --secret="${SECRET}" "${GEN_COMMON[@]}" \
+    --linger=600 -- \
     -l 0 --no-pci --file-prefix="${PREFIXES[3]}" --vdev="net_memif0,role=client,socket=${sock}"
   RELAY_LINE="${GEN_LINE}"
   log "load after: $(uptime)"
@@ -188,6 +214,7 @@ run_relay() {
   fi
   kill -TERM "${pid}" 2>/dev/null || true
   wait "${pid}" 2>/dev/null || true
+  stop_lingering
 }
 
 # Rounds: ratio, then every field of the round, one line each (sorted by ratio below).
