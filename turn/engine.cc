@@ -692,10 +692,19 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
     fail(508);
     return;
   }
-  if (msg.Has(attr::kDontFragment) && !relays_->SetDontFragment(socket).ok()) {
+  // Undoes what was taken for an allocation refused from here on: the relay, its port, the
+  // EVEN-PORT reservation of the next port, the quota.
+  auto give_back = [&] {
     relays_->CloseRelay(socket);
     node_->ReturnPort(relay.ip, relay.port);
+    if (reservation != 0) {
+      node_->TakeReserved(reservation, now_s_);  // drop the reservation with its port
+      node_->ReturnPort(relay.ip, static_cast<uint16_t>(relay.port + 1));
+    }
     node_->Leave(req.auth.username);
+  };
+  if (msg.Has(attr::kDontFragment) && !relays_->SetDontFragment(socket).ok()) {
+    give_back();
     counters_.Allocate(AllocateResult::kBadRequest);
     uint16_t unknown = attr::kDontFragment;
     SendError(req, 420, {&unknown, 1});
@@ -708,13 +717,7 @@ void Engine::HandleAllocate(Request& req, Allocation* existing) {
   if (!by_tuple_.Insert(FiveTupleHash{}(req.tuple), slot)) {
     SPDLOG_ERROR("allocation index full although slot {} is free: allocation for {} refused",
                  slot, req.tuple.client.ToString());
-    relays_->CloseRelay(socket);
-    node_->ReturnPort(relay.ip, relay.port);
-    if (reservation != 0) {
-      node_->TakeReserved(reservation, now_s_);  // drop the reservation with its port
-      node_->ReturnPort(relay.ip, static_cast<uint16_t>(relay.port + 1));
-    }
-    node_->Leave(req.auth.username);
+    give_back();
     fail(508);
     return;
   }

@@ -715,6 +715,27 @@ TEST_F(EngineTest, DontFragmentUnsupportedIs420) {
   EXPECT_EQ(node_->total_allocations(), 0u);
 }
 
+TEST_F(EngineTest, DontFragmentRefusedGivesBackTheEvenPortReservation) {
+  relays_.df_supported = false;
+  const IpAddress relay_ip = *IpAddress::Parse("192.0.2.10");
+  const size_t free_before = node_->FreePorts(relay_ip);
+  std::string user = Username();
+  auto sent = FromClient(Request(
+      Method::kAllocate,
+      [](MessageBuilder& b) {
+        UdpTransport(b);
+        uint8_t even[1] = {0x80};  // R: reserve the next port too
+        b.AddAttribute(attr::kEvenPort, even);
+        b.AddEmpty(attr::kDontFragment);
+      },
+      user, Nonce(), KeyFor(user)));
+  auto msg = MessageView::Parse(sent.at(0).bytes, nullptr);
+  EXPECT_EQ(msg->FindErrorCode(), 420);
+  EXPECT_TRUE(relays_.open.empty());
+  EXPECT_EQ(node_->total_allocations(), 0u);
+  EXPECT_EQ(node_->FreePorts(relay_ip), free_before);  // both the port and the reserved one
+}
+
 TEST_F(EngineTest, UnknownComprehensionRequiredAttributeIs420) {
   Allocated a = Allocate();
   auto [resp, code] = Call(a, Method::kRefresh, [](MessageBuilder& b) {
