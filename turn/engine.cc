@@ -216,6 +216,13 @@ Engine::Engine(const ServerConfig& config, const EngineOptions& options, NodeSta
   // Data indications need a transaction ID; any value works (RFC 8656 11.3), so a per-worker
   // prefix and a counter avoid a random draw per packet.
   indication_tid_[0] = static_cast<uint8_t>(options.worker_index);
+  SetNodeShare();
+}
+
+void Engine::SetNodeShare() {
+  node_share_bps_ = config_->bps_capacity == 0
+                        ? 0
+                        : std::max<uint64_t>(1, config_->bps_capacity / options_.worker_count);
 }
 
 Engine::~Engine() {
@@ -229,12 +236,25 @@ Engine::~Engine() {
 void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
                             const SocketAddress& client, std::span<const uint8_t> data,
                             TxBatch& tx, ClientTransport transport) {
-  ++counters_.rx_client_packets;
   const FiveTuple tuple{client, server,
                         transport == ClientTransport::kUdp ? uint8_t{IPPROTO_UDP}
                                                            : uint8_t{IPPROTO_TCP}};
+  HandleClientPacket(listener, tuple, FiveTupleHash{}(tuple), data, tx, transport);
+}
+
+void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
+                            const SocketAddress& client, std::span<const uint8_t> data,
+                            TxBatch& tx, TupleHash hash) {
+  HandleClientPacket(listener, FiveTuple{client, server, uint8_t{IPPROTO_UDP}}, hash.value, data,
+                     tx, ClientTransport::kUdp);
+}
+
+void Engine::HandleClientPacket(SocketId listener, const FiveTuple& tuple, uint64_t hash,
+                                std::span<const uint8_t> data, TxBatch& tx,
+                                ClientTransport transport) {
+  ++counters_.rx_client_packets;
   if (stun::LooksLikeChannelData(data)) {
-    HandleChannelData(data, tuple, tx);
+    HandleChannelData(data, tuple, hash, tx);
     return;
   }
   if (!stun::LooksLikeStun(data)) {
@@ -265,8 +285,11 @@ void Engine::OnClientPacket(SocketId listener, const SocketAddress& server,
   }
 }
 
-void Engine::PrefetchClient(const SocketAddress& server, const SocketAddress& client) const {
-  by_tuple_.Prefetch(FiveTupleHash{}(FiveTuple{client, server, uint8_t{IPPROTO_UDP}}));
+Engine::TupleHash Engine::PrefetchClient(const SocketAddress& server,
+                                         const SocketAddress& client) const {
+  const uint64_t hash = FiveTupleHash{}(FiveTuple{client, server, uint8_t{IPPROTO_UDP}});
+  by_tuple_.Prefetch(hash);
+  return TupleHash{hash};
 }
 
 void Engine::PrefetchPeer(uint32_t tag) const {
@@ -304,12 +327,13 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
     return;
   }
   if (!ChargeNode(node_to_client_, data.size())) {
-    alloc.to_client_bucket.tokens += config_->max_bps != 0 ? data.size() : 0;  // not sent
+    Refund(&alloc.to_client_bucket, nullptr, data.size());  // not sent
     counters_.Drop(DropReason::kNodeBandwidth);
     return;
   }
   TxDesc* d = tx.Next();
   if (d == nullptr) {
+    Refund(&alloc.to_client_bucket, &node_to_client_, data.size());
     counters_.Drop(DropReason::kTxFull);
     return;
   }
@@ -329,6 +353,7 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
     // Data indication: header and XOR-PEER-ADDRESS built here, DATA's value is the packet.
     if (data.size() > 0xFFFF - 64) {
       tx.Cancel();
+      Refund(&alloc.to_client_bucket, &node_to_client_, data.size());
       counters_.Drop(DropReason::kTooBig);
       return;
     }
@@ -359,13 +384,13 @@ void Engine::OnPeerPacket(uint32_t tag, const SocketAddress& peer, std::span<con
 }
 
 void Engine::HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple,
-                               TxBatch& tx) {
+                               uint64_t hash, TxBatch& tx) {
   auto cd = stun::ParseChannelData(data);
   if (!cd) {
     counters_.Drop(DropReason::kMalformed);
     return;
   }
-  Allocation* alloc = Lookup(tuple);
+  Allocation* alloc = Lookup(tuple, hash);
   if (alloc == nullptr) {
     counters_.Drop(DropReason::kNoAllocation);
     return;
@@ -391,12 +416,13 @@ void Engine::RelayToPeer(Allocation& alloc, const SocketAddress& peer,
     return;
   }
   if (!ChargeNode(node_to_peer_, payload.size())) {
-    alloc.to_peer_bucket.tokens += config_->max_bps != 0 ? payload.size() : 0;  // not sent
+    Refund(&alloc.to_peer_bucket, nullptr, payload.size());  // not sent
     counters_.Drop(DropReason::kNodeBandwidth);
     return;
   }
   TxDesc* d = tx.Next();
   if (d == nullptr) {
+    Refund(&alloc.to_peer_bucket, &node_to_peer_, payload.size());
     counters_.Drop(DropReason::kTxFull);
     return;
   }
@@ -436,19 +462,25 @@ bool Engine::ChargeBandwidth(TokenBucket& bucket, size_t bytes) {
   return config_->max_bps == 0 || Refill(bucket, config_->max_bps, now_ns_, bytes);
 }
 
+void Engine::Refund(TokenBucket* alloc_bucket, TokenBucket* node_bucket, size_t bytes) {
+  if (alloc_bucket != nullptr && config_->max_bps != 0) alloc_bucket->tokens += bytes;
+  if (node_bucket != nullptr && node_share_bps_ != 0) node_bucket->tokens += bytes;
+}
+
 bool Engine::ChargeNode(TokenBucket& bucket, size_t bytes) {
-  if (config_->bps_capacity == 0) {
-    return true;
-  }
-  const uint64_t share = std::max<uint64_t>(1, config_->bps_capacity / options_.worker_count);
-  return Refill(bucket, share, now_ns_, bytes);
+  return node_share_bps_ == 0 || Refill(bucket, node_share_bps_, now_ns_, bytes);
 }
 
 // A token bucket refilled at `rate` bytes per second, holding at most one second's worth.
 bool Engine::Refill(TokenBucket& bucket, uint64_t rate, uint64_t now_ns, size_t bytes) {
   const uint64_t elapsed = now_ns - bucket.last_ns;
   bucket.last_ns = now_ns;
-  const __uint128_t add = static_cast<__uint128_t>(elapsed) * rate / 1'000'000'000;
+  // Per packet the gap is short and the product fits 64 bits, where dividing by a constant is a
+  // multiply; a 128-bit division is a library call.
+  uint64_t product = 0;
+  const __uint128_t add = __builtin_mul_overflow(elapsed, rate, &product)
+                              ? static_cast<__uint128_t>(elapsed) * rate / 1'000'000'000
+                              : product / 1'000'000'000;
   bucket.tokens = static_cast<uint64_t>(std::min<__uint128_t>(rate, bucket.tokens + add));
   if (bucket.tokens < bytes) {
     return false;
@@ -1065,13 +1097,12 @@ size_t Engine::UnauthenticatedBudget(const Request& req) const {
 // ---------------------------------------------------------------------------------------------
 // Table management
 
-uint32_t Engine::FindSlot(const FiveTuple& tuple) const {
-  return by_tuple_.Find(FiveTupleHash{}(tuple),
-                        [&](uint32_t slot) { return slots_[slot].tuple == tuple; });
+uint32_t Engine::FindSlot(const FiveTuple& tuple, uint64_t hash) const {
+  return by_tuple_.Find(hash, [&](uint32_t slot) { return slots_[slot].tuple == tuple; });
 }
 
-Engine::Allocation* Engine::Lookup(const FiveTuple& tuple) {
-  const uint32_t slot = FindSlot(tuple);
+Engine::Allocation* Engine::Lookup(const FiveTuple& tuple, uint64_t hash) {
+  const uint32_t slot = FindSlot(tuple, hash);
   if (slot == SlotIndex::kNone) {
     return nullptr;
   }
@@ -1243,6 +1274,7 @@ void Engine::Reconfigure(const ServerConfig& config) {
   peer_policy_ = PeerPolicy(*fresh);
   config_ = fresh.get();
   owned_config_ = std::move(fresh);
+  SetNodeShare();
 }
 
 SocketAddress Engine::Advertised(const SocketAddress& relay) const {

@@ -159,6 +159,15 @@ class Engine {
   void OnClientPacket(SocketId listener, const SocketAddress& server,
                       const SocketAddress& client, std::span<const uint8_t> data, TxBatch& tx,
                       ClientTransport transport = ClientTransport::kUdp);
+  // A client's UDP 5-tuple hashed as the engine's table hashes it. PrefetchClient returns it;
+  // the burst path hands it back with the datagram so that the tuple is hashed once.
+  struct TupleHash {
+    uint64_t value = 0;
+  };
+  // The same as above over UDP, with the hash PrefetchClient returned for this server / client.
+  void OnClientPacket(SocketId listener, const SocketAddress& server,
+                      const SocketAddress& client, std::span<const uint8_t> data, TxBatch& tx,
+                      TupleHash hash);
   // The client's TCP/TLS connection closed: its allocation, if any, ends now (a stream
   // allocation lives as long as its connection, RFC 8656 2.1 and coturn).
   void OnStreamClosed(const FiveTuple& tuple);
@@ -172,7 +181,7 @@ class Engine {
   // will read first (the 5-tuple table's probe group; the allocation's per-packet fields), so
   // the cache misses of a burst overlap instead of queueing one after another. They change
   // nothing.
-  void PrefetchClient(const SocketAddress& server, const SocketAddress& client) const;
+  TupleHash PrefetchClient(const SocketAddress& server, const SocketAddress& client) const;
   void PrefetchPeer(uint32_t tag) const;
   // Expires allocations, permissions and channels. Call at least once a second.
   void Tick();
@@ -216,7 +225,10 @@ class Engine {
   void HandleCreatePermission(Request& req, Allocation* alloc);
   void HandleChannelBind(Request& req, Allocation* alloc);
   void HandleSendIndication(const stun::MessageView& msg, Allocation* alloc, TxBatch& tx);
-  void HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple, TxBatch& tx);
+  void HandleClientPacket(SocketId listener, const FiveTuple& tuple, uint64_t hash,
+                          std::span<const uint8_t> data, TxBatch& tx, ClientTransport transport);
+  void HandleChannelData(std::span<const uint8_t> data, const FiveTuple& tuple, uint64_t hash,
+                         TxBatch& tx);
   // The client -> peer step both ChannelData and Send indications end in: bandwidth, one TX
   // descriptor whose body is the payload in place, counters.
   void RelayToPeer(Allocation& alloc, const SocketAddress& peer, std::span<const uint8_t> payload,
@@ -233,15 +245,25 @@ class Engine {
   // ADDRESS-ERROR-CODE and the allocation goes on with its IPv4 relay only (RFC 8656 7.2).
   void OpenIpv6Relay(Allocation& alloc, uint32_t tag, bool dont_fragment);
 
-  Allocation* Lookup(const FiveTuple& tuple);
+  Allocation* Lookup(const FiveTuple& tuple) { return Lookup(tuple, FiveTupleHash{}(tuple)); }
+  // `hash` is FiveTupleHash{}(tuple).
+  Allocation* Lookup(const FiveTuple& tuple, uint64_t hash);
   // The slot of the allocation on `tuple` (expired or not), or SlotIndex::kNone.
-  uint32_t FindSlot(const FiveTuple& tuple) const;
+  uint32_t FindSlot(const FiveTuple& tuple) const {
+    return FindSlot(tuple, FiveTupleHash{}(tuple));
+  }
+  uint32_t FindSlot(const FiveTuple& tuple, uint64_t hash) const;
   void PrefetchSlot(uint32_t slot) const;
   void Release(Allocation* alloc, AllocationEnd reason);
   SocketAddress Advertised(const SocketAddress& relay) const;
   bool ChargeBandwidth(TokenBucket& bucket, size_t bytes);
   // bps-capacity: this worker's share of the node's bytes per second, per direction.
   bool ChargeNode(TokenBucket& bucket, size_t bytes);
+  // node_share_bps_ from the configuration (start-up and Reconfigure).
+  void SetNodeShare();
+  // Gives back what ChargeBandwidth (`alloc_bucket`) and ChargeNode (`node_bucket`) took for a
+  // packet that is dropped after all (null: not charged).
+  void Refund(TokenBucket* alloc_bucket, TokenBucket* node_bucket, size_t bytes);
   static bool Refill(TokenBucket& bucket, uint64_t rate, uint64_t now_ns, size_t bytes);
   // Unauthenticated answers: the source's rate budget, then the size budget (at most twice
   // the request on the wire, IP and UDP headers counted). False: drop silently, counted.
@@ -277,6 +299,7 @@ class Engine {
 
   TokenBucket node_to_peer_;    // bps-capacity share, client -> peer
   TokenBucket node_to_client_;  // bps-capacity share, peer -> client
+  uint64_t node_share_bps_ = 0;  // bps-capacity / worker_count (at least 1); 0: no node limit
 
   std::vector<Allocation> slots_;        // preallocated; index = relay tag
   std::vector<uint32_t> free_slots_;

@@ -512,6 +512,33 @@ TEST_F(EngineTest, ChannelDataRelaysBothWaysZeroCopy) {
   EXPECT_EQ(engine_->counters().to_client_bytes, reply.size());
 }
 
+// The burst path: PrefetchClient's hash handed back with the datagram finds the allocation as
+// a lookup without it does, and a hash of another 5-tuple does not.
+TEST_F(EngineTest, ChannelDataWithThePrefetchHashIsRelayedLikeWithout) {
+  Allocated a = Allocate();
+  const SocketAddress peer = Addr("198.51.99.7:6000");
+  auto [resp, code] = Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+    b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+    b.AddXorAddress(attr::kXorPeerAddress, peer);
+  });
+  ASSERT_EQ(code, 0);
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const std::vector<uint8_t> cd = {0x40, 0x01, 0x00, 0x02, 'h', 'i'};
+  const Engine::TupleHash hash = engine_->PrefetchClient(kServer, client);
+  EXPECT_EQ(hash.value, FiveTupleHash{}(FiveTuple{client, kServer, IPPROTO_UDP}));
+  engine_->OnClientPacket(kListener, kServer, client, cd, tx_, hash);
+  auto sent = Drain();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].dst, peer);
+  EXPECT_EQ(sent[0].bytes, std::vector<uint8_t>({'h', 'i'}));
+
+  const Engine::TupleHash other = engine_->PrefetchClient(kServer, Addr("203.0.113.5:40001"));
+  engine_->OnClientPacket(kListener, kServer, client, cd, tx_, other);
+  EXPECT_TRUE(Drain().empty());
+  EXPECT_EQ(engine_->counters().drops[static_cast<size_t>(DropReason::kNoAllocation)], 1u);
+  EXPECT_EQ(engine_->counters().to_peer_packets, 1u);
+}
+
 TEST_F(EngineTest, SendAndDataIndicationsNeedPermission) {
   Allocated a = Allocate();
   const SocketAddress peer = Addr("198.51.99.8:7000");
@@ -1674,6 +1701,68 @@ TEST_F(EngineTest, BpsCapacityDropsExcessInBothDirections) {
   EXPECT_EQ(send(), 0u);
   EXPECT_EQ(FromClient(cd, client).size(), 0u);
   EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 14u);
+}
+
+// A packet dropped for a full TX batch after it was charged gets its bytes back: the
+// allocation's max-bps and the node's bps-capacity budgets count only what was sent.
+TEST_F(EngineTest, TxFullDropRefundsTheBandwidthBudgets) {
+  config_.max_bps = 1000;
+  config_.bps_capacity = 1000;
+  Build();
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  Allocated a = Allocate(client);
+  const SocketAddress peer = Addr("198.51.99.11:7000");
+  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer);
+            }).second, 0);
+  Advance(1);  // fill the buckets
+  const std::vector<uint8_t> payload(600, 1);
+  const std::vector<uint8_t> cd = ChannelData(0x4001, payload);
+  for (bool to_peer : {true, false}) {
+    while (tx_.Next() != nullptr) {
+    }
+    if (to_peer) {
+      engine_->OnClientPacket(kListener, kServer, client, cd, tx_);
+    } else {
+      engine_->OnPeerPacket(a.tag, peer, payload, tx_);
+    }
+    tx_.Clear();
+    EXPECT_EQ(engine_->counters().dropped(DropReason::kTxFull), to_peer ? 1u : 2u);
+    // 600 of 1000 bytes: sent only if the dropped packet's 600 came back.
+    EXPECT_EQ(to_peer ? FromClient(cd, client).size() : FromPeer(a.tag, peer, payload).size(),
+              1u)
+        << (to_peer ? "to the peer" : "to the client");
+  }
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kBandwidth), 0u);
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 0u);
+}
+
+// bps-capacity changed by a reload (Reconfigure) applies from the next packet: off, on, off.
+TEST_F(EngineTest, BpsCapacityFollowsReconfigure) {
+  Build();  // bps-capacity 0: no node limit
+  const SocketAddress client = Addr("203.0.113.5:40000");
+  const SocketAddress peer = Addr("198.51.99.62:7000");
+  Allocated a = Allocate(client);
+  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
+              b.AddXorAddress(attr::kXorPeerAddress, peer);
+            }).second, 0);
+  const std::vector<uint8_t> cd = ChannelData(0x4001, std::vector<uint8_t>(600, 0x5A));
+  auto relayed = [&] {
+    size_t n = 0;
+    for (int i = 0; i < 3; ++i) n += FromClient(cd, client).size();
+    return n;
+  };
+  EXPECT_EQ(relayed(), 3u);
+  ServerConfig limited = config_;
+  limited.bps_capacity = 1000;
+  engine_->Reconfigure(limited);
+  Advance(2);
+  EXPECT_EQ(relayed(), 1u);  // 600 of the 1000 bytes a second, then 400 left
+  EXPECT_EQ(engine_->counters().dropped(DropReason::kNodeBandwidth), 2u);
+  engine_->Reconfigure(config_);
+  EXPECT_EQ(relayed(), 3u);
 }
 
 TEST_F(EngineTest, BpsCapacityIsSplitAcrossWorkers) {

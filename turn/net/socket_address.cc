@@ -26,20 +26,6 @@ IpAddress IpAddress::V4(uint32_t host_order) {
   return a;
 }
 
-IpAddress IpAddress::V4Bytes(const uint8_t b[4]) {
-  IpAddress a;
-  a.family = AddressFamily::kIPv4;
-  std::memcpy(a.bytes.data(), b, 4);
-  return a;
-}
-
-IpAddress IpAddress::V6Bytes(const uint8_t b[16]) {
-  IpAddress a;
-  a.family = AddressFamily::kIPv6;
-  std::memcpy(a.bytes.data(), b, 16);
-  return a;
-}
-
 std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
   if (text.empty() || text.size() >= INET6_ADDRSTRLEN) {
     return std::nullopt;

@@ -25,8 +25,18 @@ struct IpAddress {
   std::array<uint8_t, 16> bytes{};
 
   static IpAddress V4(uint32_t host_order);
-  static IpAddress V4Bytes(const uint8_t b[4]);
-  static IpAddress V6Bytes(const uint8_t b[16]);
+  static IpAddress V4Bytes(const uint8_t b[4]) {  // inline: two per received frame
+    IpAddress a;
+    a.family = AddressFamily::kIPv4;
+    std::memcpy(a.bytes.data(), b, 4);
+    return a;
+  }
+  static IpAddress V6Bytes(const uint8_t b[16]) {
+    IpAddress a;
+    a.family = AddressFamily::kIPv6;
+    std::memcpy(a.bytes.data(), b, 16);
+    return a;
+  }
   // Parses dotted-quad or RFC 4291 text; brackets are not accepted here.
   static std::optional<IpAddress> Parse(std::string_view text);
   static IpAddress Any(AddressFamily family);
