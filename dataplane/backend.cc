@@ -140,6 +140,12 @@ void IoCounters::Add(const IoCounters& o) {
   to_kernel += o.to_kernel;
   from_kernel += o.from_kernel;
   tx_neighbor_parked += o.tx_neighbor_parked;
+  stage_packets += o.stage_packets;
+  stage_cycles_rx += o.stage_cycles_rx;
+  stage_cycles_classify += o.stage_cycles_classify;
+  stage_cycles_engine += o.stage_cycles_engine;
+  stage_cycles_build += o.stage_cycles_build;
+  stage_cycles_tx += o.stage_cycles_tx;
 }
 
 uint32_t PerWorkerAllocations(uint32_t max_allocations, uint32_t workers) {

@@ -209,8 +209,22 @@ run_relay() {
     -l 0 --no-pci --file-prefix="${PREFIXES[3]}" --vdev="net_memif0,role=client,socket=${sock}"
   RELAY_LINE="${GEN_LINE}"
   log "load after: $(uptime)"
+  STAGES_LINE=""
   if command -v dpdk-telemetry.py >/dev/null; then
-    log "relay counters: $(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${PREFIXES[1]}" 2>/dev/null | tail -1 || true)"
+    local counters
+    counters="$(echo /turnpike/counters | timeout 10 dpdk-telemetry.py -f "${PREFIXES[1]}" 2>/dev/null | tail -1 || true)"
+    log "relay counters: ${counters}"
+    # The worker's sampled step timings (IoCounters::stage_*), as cycles per packet.
+    STAGES_LINE="$(python3 -c '
+import json, sys
+c = json.loads(sys.stdin.read())["/turnpike/counters"]
+n = c["stage_packets"]
+steps = ["rx", "classify", "engine", "build", "tx"]
+if n:
+    per = [c["stage_cycles_" + s] / n for s in steps]
+    print(" ".join("%s=%.0f" % (s, p) for s, p in zip(steps, per)),
+          "sum=%.0f" % sum(per), "tsc_ghz=%.2f" % (c["tsc_hz"] / 1e9), "packets=%d" % n)
+' <<<"${counters}" 2>/dev/null || true)"
   fi
   kill -TERM "${pid}" 2>/dev/null || true
   wait "${pid}" 2>/dev/null || true
@@ -229,6 +243,7 @@ for (( round = 1; round <= ROUNDS; ++round )); do
   echo "testpmd load: ${UPTIME_A}"
   echo "relay:   ${RELAY_LINE}"
   echo "relay load:   ${UPTIME_B}"
+  [[ -z "${STAGES_LINE}" ]] || echo "relay cycles per packet (sampled bursts): ${STAGES_LINE}"
   echo "ROUND ${round} relay_mpps=${r} testpmd_mpps=${t} ratio=${q}"
   ROUND_LINES+=("${q} ${round}|${TESTPMD_LINE}|${RELAY_LINE}")
 done

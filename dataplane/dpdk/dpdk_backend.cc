@@ -2,6 +2,7 @@
 #include "dataplane/dpdk/dpdk_backend.h"
 
 #include <rte_bus_vdev.h>
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -90,6 +91,13 @@ int TelemetryCounters(const char* /*cmd*/, const char* /*params*/, rte_tel_data*
   rte_tel_data_add_dict_u64(d, "bursts", io.bursts);
   rte_tel_data_add_dict_u64(d, "loop_iterations", io.loop_iterations);
   rte_tel_data_add_dict_u64(d, "busy_ns", io.busy_ns);
+  rte_tel_data_add_dict_u64(d, "tsc_hz", rte_get_tsc_hz());
+  rte_tel_data_add_dict_u64(d, "stage_packets", io.stage_packets);
+  rte_tel_data_add_dict_u64(d, "stage_cycles_rx", io.stage_cycles_rx);
+  rte_tel_data_add_dict_u64(d, "stage_cycles_classify", io.stage_cycles_classify);
+  rte_tel_data_add_dict_u64(d, "stage_cycles_engine", io.stage_cycles_engine);
+  rte_tel_data_add_dict_u64(d, "stage_cycles_build", io.stage_cycles_build);
+  rte_tel_data_add_dict_u64(d, "stage_cycles_tx", io.stage_cycles_tx);
   rte_tel_data_add_dict_u64(d, "relayed_to_peer", e.to_peer_packets);
   rte_tel_data_add_dict_u64(d, "relayed_to_client", e.to_client_packets);
   rte_tel_data_add_dict_u64(d, "stun_requests", e.stun_requests);

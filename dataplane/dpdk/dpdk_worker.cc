@@ -205,8 +205,8 @@ void DpdkWorker::Run() {
   const uint64_t base_tsc = rte_rdtsc();
   const uint64_t base_ns = MonotonicNs();
   const uint64_t ns_per_cycle_q32 = (uint64_t{1'000'000'000} << 32) / rte_get_tsc_hz();
-  auto clock_ns = [&]() {
-    const __uint128_t cycles = rte_rdtsc() - base_tsc;
+  auto clock_ns = [&](uint64_t tsc) {
+    const __uint128_t cycles = tsc - base_tsc;
     return base_ns + static_cast<uint64_t>((cycles * ns_per_cycle_q32) >> 32);
   };
   now_ns_ = base_ns;
@@ -227,8 +227,15 @@ void DpdkWorker::Run() {
                  rte_lcore_id());
   }
   while (!stop_->load(std::memory_order_relaxed)) {
+    // A sampled iteration times each step of its port burst (IoCounters::stage_*).
+    const bool sample = polls_port_ && counters_.loop_iterations % kStageSample == 0;
+    uint64_t tsc[6] = {};  // rx start, rx end, flush start, flush end, send start, send end
+    uint64_t split[2] = {};
+    if (sample) tsc[0] = rte_rdtsc();
     uint16_t n = polls_port_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
-    now_ns_ = clock_ns();
+    const uint16_t from_port = n;
+    tsc[1] = rte_rdtsc();
+    now_ns_ = clock_ns(tsc[1]);
     if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
       const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
       std::copy(hairpin_, hairpin_ + take, rx + n);
@@ -238,7 +245,7 @@ void DpdkWorker::Run() {
     }
     if (n > 0) {
       engine_->SetNow(now_ns_);
-      HandleBurst(rx, n, /*from_ring=*/false);
+      HandleBurst(rx, n, /*from_ring=*/false, sample ? split : nullptr);
       ++counters_.bursts;
     }
     if (several) {
@@ -252,7 +259,11 @@ void DpdkWorker::Run() {
       }
     }
     if (kernel) n = static_cast<uint16_t>(n + PollKernel());
-    if (n > 0) FlushTx();
+    if (n > 0) {
+      if (sample) tsc[2] = rte_rdtsc();
+      FlushTx();
+      if (sample) tsc[3] = rte_rdtsc();
+    }
     if (now_ns_ >= next_tick) {
       engine_->SetNow(now_ns_);
       engine_->Tick();
@@ -266,15 +277,27 @@ void DpdkWorker::Run() {
       commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
     }
     events_.Flush();
+    if (sample) tsc[4] = rte_rdtsc();
     DrainTx();
+    if (sample) tsc[5] = rte_rdtsc();
     DrainToKernel();
     if (index_ == 0 && several && !fabric_->own_queues) DrainPeerTx();
     counters_.allocations = engine_->allocation_count();
     ++counters_.loop_iterations;
     if (n > 0) {
-      counters_.busy_ns += clock_ns() - now_ns_;
+      counters_.busy_ns += clock_ns(rte_rdtsc()) - now_ns_;
     } else {
       rte_pause();
+    }
+    if (sample && from_port > 0) {
+      // (Frames from the hairpin and, with several workers, from the ring are in the burst's
+      // handling and sending but not in its count: both are rare.)
+      counters_.stage_packets += from_port;
+      counters_.stage_cycles_rx += tsc[1] - tsc[0];
+      counters_.stage_cycles_classify += split[0] - tsc[1];
+      counters_.stage_cycles_engine += split[1] - split[0];
+      counters_.stage_cycles_build += tsc[3] - tsc[2];
+      counters_.stage_cycles_tx += tsc[5] - tsc[4];
     }
   }
   if (commands_.pending()) {
@@ -287,7 +310,8 @@ void DpdkWorker::Run() {
   counters_.allocations = engine_->allocation_count();
 }
 
-void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
+void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring,
+                             uint64_t* split) {
   const bool dispatch = !from_ring && fabric_->workers > 1;
   // Three passes, so that the cache misses of the burst overlap: parse every frame and start
   // loading its relay port's entry; route it (handing other workers' frames over) and start
@@ -301,7 +325,7 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
   for (uint16_t i = 0; i < n; ++i) {
     uint32_t owner = index_;
     if (kept != i) info[kept] = info[i];
-    const Route r = Classify(info[kept], dispatch ? &owner : nullptr);
+    Route r = Classify(info[kept], dispatch ? &owner : nullptr);
     if (owner != index_) {
       Stage(owner, rx[i]);
       continue;
@@ -314,7 +338,7 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
       ShareNeighborFrame(rx[i]);  // before HandleControl turns it into a reply in place
     }
     if (r.kind == Route::kClient) {
-      engine_->PrefetchClient(info[kept].dst(), info[kept].src());
+      r.hash = engine_->PrefetchClient(info[kept].dst(), info[kept].src());
     } else if (r.kind == Route::kPeer) {
       engine_->PrefetchPeer(r.tag);
     }
@@ -322,7 +346,9 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring) {
     mine[kept++] = rx[i];
   }
   if (dispatch) FlushDispatch();
+  if (split != nullptr) split[0] = rte_rdtsc();
   for (uint16_t i = 0; i < kept; ++i) HandleFrame(mine[i], info[i], route[i], from_ring);
+  if (split != nullptr) split[1] = rte_rdtsc();
 }
 
 void DpdkWorker::Parse(rte_mbuf* m, packet::FrameInfo& info) {
@@ -539,7 +565,7 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   const size_t first_desc = tx_->size();
   if (route.kind == Route::kClient) {
     engine_->OnClientPacket(static_cast<turn::SocketId>(route.tag), info.dst(), info.src(),
-                            payload, *tx_);
+                            payload, *tx_, route.hash);
   } else {
     // An earlier frame of this burst may have closed the relay (Refresh with lifetime 0).
     const RelayEntry* e = RelayAt(info.dst_ip, info.dst_port);

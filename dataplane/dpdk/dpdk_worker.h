@@ -116,6 +116,8 @@ class DpdkWorker final : public turn::RelayTransport {
 
  private:
   static constexpr uint16_t kBurst = 32;
+  // One port burst in this many is timed step by step (IoCounters::stage_*).
+  static constexpr uint64_t kStageSample = 16;
   struct RelayEntry {
     uint32_t tag_plus_one = 0;  // 0: closed
     bool dont_fragment = false;
@@ -126,12 +128,15 @@ class DpdkWorker final : public turn::RelayTransport {
   struct Route {
     enum Kind : uint8_t { kNone, kClient, kPeer } kind = kNone;
     uint32_t tag = 0;
+    turn::Engine::TupleHash hash;  // kClient: the 5-tuple's hash (PrefetchClient)
   };
 
   // Frames from the port or our own hairpin may belong to another worker (several workers);
   // frames `from_ring` (our RX ring) are ours, and the ARP / ND frames among them are copies
   // to learn from.
-  void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring);
+  // With `split` set (a sampled burst), the TSC after classifying and after handling go in
+  // split[0] and split[1].
+  void HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring, uint64_t* split = nullptr);
   // With `owner` non-null, also the index of the worker that owns the frame (ours for
   // everything not relayed).
   // Parses a received frame into `info` (a default FrameInfo for a chained mbuf) and prefetches

@@ -10,9 +10,9 @@
 namespace turnpike::dataplane {
 namespace {
 
-// The counters are a run of uint64_t fields ending with tx_neighbor_parked; Add must sum each
+// The counters are a run of uint64_t fields ending with stage_cycles_tx; Add must sum each
 // one (a field missing from Add would read as zero in /metrics and the telemetry).
-constexpr size_t kCounterWords = offsetof(IoCounters, tx_neighbor_parked) / 8 + 1;
+constexpr size_t kCounterWords = offsetof(IoCounters, stage_cycles_tx) / 8 + 1;
 
 uint64_t Word(const IoCounters& c, size_t i) {
   uint64_t w;
