@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -56,7 +57,15 @@ class EalEnvironment : public ::testing::Environment {
                                      SOCKET_ID_ANY);
     ASSERT_NE(g_pool, nullptr);
   }
-  void TearDown() override { rte_eal_cleanup(); }
+  void TearDown() override {
+    // The EAL leaves its runtime directory (about 3 MB, one per process id) behind.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    if (runtime_dir.find("/tp-worker-test-") != std::string::npos) {
+      std::error_code ignored;
+      std::filesystem::remove_all(runtime_dir, ignored);
+    }
+  }
 };
 
 // An ethdev with `queues` queue pairs: RX queue q is in[q] (the test enqueues), TX queue q is

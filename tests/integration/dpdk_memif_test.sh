@@ -48,6 +48,7 @@ tp_init
 SOCK="${TP_TMP}/memif.sock"
 PREFIX_RELAY="tp-memif-relay-$$"
 PREFIX_GEN="tp-memif-gen-$$"
+TP_DPDK_PREFIXES+=("${PREFIX_RELAY}" "${PREFIX_GEN}")
 CONTROL_PORT="$(tp_free_tcp_port)"
 FLOAT="(0-$(( $(nproc) - 1 )))"
 SERVER_LOG="${TP_TMP}/turnpiked-memif.log"

@@ -47,6 +47,7 @@ TP_MAX_PORT=""
 TP_RANGE_LOCK=""
 TP_FAILED=0
 TP_ADDED_NETNS=()   # network namespaces we added (ip netns add), deleted by the cleanup trap
+TP_DPDK_PREFIXES=() # EAL --file-prefix names we used: their /var/run/dpdk dirs go at cleanup
 TP_TLS="${TP_TLS:-0}"
 TP_TCP="${TP_TCP:-0}"
 TP_TLS_PORT=""
@@ -101,6 +102,11 @@ tp_cleanup() {
     wait "${pid}" 2>/dev/null
   done
   [[ -n "${TP_RANGE_LOCK}" ]] && rm -rf "${TP_RANGE_LOCK}"
+  local prefix
+  for prefix in "${TP_DPDK_PREFIXES[@]}"; do
+    # The EAL leaves its runtime files (about 3 MB) behind, one directory per prefix.
+    [[ -n "${prefix}" ]] && rm -rf "/var/run/dpdk/${prefix}"
+  done
   local ns
   for ns in "${TP_ADDED_NETNS[@]}"; do
     ip netns delete "${ns}" 2>/dev/null
@@ -542,6 +548,7 @@ tp_start_dpdk_server() {
   TP_MIN_PORT=40000
   TP_MAX_PORT=40999
   TP_DPDK_PREFIX="tp-tap-$$"  # EAL runtime files of our own (and dpdk-telemetry.py -f)
+  TP_DPDK_PREFIXES+=("${TP_DPDK_PREFIX}")
   # TP_DPDK_LCORES: the EAL's lcore list (main lcore: control plane; each other: a worker).
   local eal="${TP_DPDK_LCORES:--l 0-1} --no-huge -m 256 --no-pci --file-prefix=${TP_DPDK_PREFIX} --vdev=net_tap0,iface=tp0"
   TP_SERVER_LOG="${TP_TMP}/turnpiked-dpdk.log"
