@@ -95,6 +95,9 @@ tp_init() {
 tp_cleanup() {
   local rc=$?
   local pid
+  if [[ ${rc} -ne 0 || ${TP_FAILED} -ne 0 ]]; then
+    tp_server_counters  # while the server still runs
+  fi
   for pid in "${TP_PIDS[@]}"; do
     tp_kill_tree "${pid}"
   done
@@ -121,6 +124,29 @@ tp_cleanup() {
     rm -rf "${TP_TMP}"
   fi
   return ${rc}
+}
+
+# turnpiked only, for a failure's diagnosis: prints to stderr the packet counters of its
+# /metrics that are not zero (drops by reason among them), read from the control address its
+# ready line names. Prints nothing when there is no such server or it does not answer.
+tp_server_counters() {
+  [[ "${SERVER:-}" == turnpiked && -n "${TP_SERVER_LOG}" && -f "${TP_SERVER_LOG}" ]] || return 0
+  local addr
+  addr="$(sed -n 's/.* ready: .* control \([0-9.]*:[0-9]*\).*/\1/p' "${TP_SERVER_LOG}" | tail -1)"
+  [[ -n "${addr}" ]] || return 0
+  python3 - "${addr}" >&2 <<'PY' || true
+import sys
+import urllib.request
+
+try:
+    text = urllib.request.urlopen("http://%s/metrics" % sys.argv[1], timeout=3).read().decode()
+except OSError as e:
+    sys.exit("---- server counters: /metrics on %s: %s ----" % (sys.argv[1], e))
+print("---- non-zero packet counters of the server (%s/metrics) ----" % sys.argv[1])
+for line in text.splitlines():
+    if line.startswith("turnpike_") and "packets" in line and not line.endswith(" 0"):
+        print(line)
+PY
 }
 
 # Prints pid $1 and all its descendants, parents first.
