@@ -33,6 +33,9 @@
 #   With ROUNDS=N (odd; default 1), steps 1 and 2 run N times, alternating, each round printing
 #   a `ROUND i ...` line, and RESULT is the round with the median ratio (its own figures): on a
 #   host whose speed changes between minutes, one round's ratio can be far off either way.
+#   Each round also prints where the relay worker's cycles went, per packet, from its sampled
+#   step timings in the /turnpike/counters telemetry (rx, classify, engine, build, tx; see
+#   docs/dpdk.md), when dpdk-telemetry.py is installed.
 #
 # The machine has 2 CPUs and other work may be running: `uptime` is printed next to each
 # figure so the load is on record. Every process started here is stopped on exit.
