@@ -4,6 +4,7 @@
 #include "control/metrics.h"
 
 #include <string_view>
+#include <utility>
 
 #include "fmt/format.h"
 
@@ -228,6 +229,25 @@ std::string RenderMetrics(const MetricsInput& in) {
   for (size_t w = 0; w < in.io.size(); ++w) {
     m.Sample("turnpike_worker_received_packets_total", Label("worker", std::to_string(w)),
              in.io[w].rx_packets);
+  }
+  m.Family("turnpike_worker_stage_cycles_total", "counter",
+           "DPDK: TSC cycles of each worker's sampled bursts (one port burst in 16) by step; "
+           "divided by turnpike_worker_stage_packets_total, cycles per packet.");
+  for (size_t w = 0; w < in.io.size(); ++w) {
+    const std::string worker = Label("worker", std::to_string(w));
+    const std::pair<const char*, uint64_t> steps[] = {
+        {"rx", in.io[w].stage_cycles_rx},       {"classify", in.io[w].stage_cycles_classify},
+        {"engine", in.io[w].stage_cycles_engine}, {"build", in.io[w].stage_cycles_build},
+        {"tx", in.io[w].stage_cycles_tx}};
+    for (const auto& [step, cycles] : steps) {
+      m.Sample("turnpike_worker_stage_cycles_total", worker + "," + Label("step", step), cycles);
+    }
+  }
+  m.Family("turnpike_worker_stage_packets_total", "counter",
+           "DPDK: packets of each worker's sampled bursts.");
+  for (size_t w = 0; w < in.io.size(); ++w) {
+    m.Sample("turnpike_worker_stage_packets_total", Label("worker", std::to_string(w)),
+             in.io[w].stage_packets);
   }
   m.Family("turnpike_dispatched_packets_total", "counter",
            "DPDK: frames put on another worker's ring (distribution, hairpins, ARP / ND copies).");

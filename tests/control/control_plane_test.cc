@@ -30,6 +30,8 @@ TEST(MetricsTest, SumsWorkersAndLabelsEveryReason) {
   in.engine[0].Drop(turn::DropReason::kNoPermission);
   in.engine[1].Allocate(turn::AllocateResult::kQuota);
   in.io[1].busy_ns = 1'500'000'000;
+  in.io[1].stage_packets = 32;
+  in.io[1].stage_cycles_engine = 3200;
   in.io[0].streams = 1;
   in.io[1].streams = 3;
   in.io[1].stream_handshake_timeouts = 1;
@@ -48,6 +50,9 @@ TEST(MetricsTest, SumsWorkersAndLabelsEveryReason) {
   EXPECT_THAT(text, HasSubstr("turnpike_quota_rejections_total 1\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_worker_busy_ratio{worker=\"1\"} 0.5\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_worker_busy_seconds_total{worker=\"1\"} 1.5\n"));
+  EXPECT_THAT(text, HasSubstr("turnpike_worker_stage_cycles_total{worker=\"1\",step=\"engine\"} "
+                              "3200\n"));
+  EXPECT_THAT(text, HasSubstr("turnpike_worker_stage_packets_total{worker=\"1\"} 32\n"));
   EXPECT_THAT(text, HasSubstr("turnpike_relay_ports_free{relay_ip=\"127.0.0.1\"} 90\n"));
   // Every family has HELP and TYPE, and every counter ends in _total.
   size_t pos = 0;
