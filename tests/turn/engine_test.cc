@@ -225,6 +225,16 @@ class EngineTest : public ::testing::Test {
     return {sent[0].bytes, code};
   }
 
+  // ChannelBind of `number` to `peer` on an allocation: the reply's error code (0: success).
+  int BindChannel(const Allocated& a, uint16_t number, const SocketAddress& peer,
+                  const SocketAddress& client = Addr("203.0.113.5:40000"),
+                  ClientTransport transport = ClientTransport::kUdp) {
+    return Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
+             b.AddU32(attr::kChannelNumber, uint32_t{number} << 16);
+             b.AddXorAddress(attr::kXorPeerAddress, peer);
+           }, client, transport).second;
+  }
+
   static constexpr SocketId kListener = 7;
   static constexpr SocketId kStream = 42;  // a TCP/TLS connection's id in the backend
   const SocketAddress kServer = Addr("192.0.2.10:3478");
@@ -517,11 +527,7 @@ TEST_F(EngineTest, ChannelDataRelaysBothWaysZeroCopy) {
 TEST_F(EngineTest, ChannelDataWithThePrefetchHashIsRelayedLikeWithout) {
   Allocated a = Allocate();
   const SocketAddress peer = Addr("198.51.99.7:6000");
-  auto [resp, code] = Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
-    b.AddU32(attr::kChannelNumber, 0x4001u << 16);
-    b.AddXorAddress(attr::kXorPeerAddress, peer);
-  });
-  ASSERT_EQ(code, 0);
+  ASSERT_EQ(BindChannel(a, 0x4001, peer), 0);
   const SocketAddress client = Addr("203.0.113.5:40000");
   const std::vector<uint8_t> cd = {0x40, 0x01, 0x00, 0x02, 'h', 'i'};
   const Engine::TupleHash hash = engine_->PrefetchClient(kServer, client);
@@ -1027,10 +1033,7 @@ TEST_F(EngineTest, BindingWithUnknownComprehensionRequiredAttributeIs420) {
 TEST_F(EngineTest, ChannelDataNeedsALivePermission) {
   Allocated a = Allocate();
   const SocketAddress peer = Addr("198.51.99.9:7000");
-  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& m) {
-              m.AddU32(attr::kChannelNumber, 0x4003u << 16);
-              m.AddXorAddress(attr::kXorPeerAddress, peer);
-            }).second, 0);
+  ASSERT_EQ(BindChannel(a, 0x4003, peer), 0);
   ASSERT_EQ(Call(a, Method::kRefresh, [](MessageBuilder& m) {
               m.AddU32(attr::kLifetime, 3600);
             }).second, 0);
@@ -1650,10 +1653,7 @@ TEST_F(EngineTest, BpsCapacityDropsExcessInBothDirections) {
   const SocketAddress client = Addr("203.0.113.5:40000");
   const SocketAddress peer = Addr("198.51.99.60:7000");
   Allocated a = Allocate(client);
-  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
-              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
-              b.AddXorAddress(attr::kXorPeerAddress, peer);
-            }).second, 0);
+  ASSERT_EQ(BindChannel(a, 0x4001, peer), 0);
   const std::vector<uint8_t> payload(600, 0x5A);
   const std::vector<uint8_t> cd = ChannelData(0x4001, payload);
   auto burst = [&](size_t* to_peer, size_t* to_client) {
@@ -1712,10 +1712,7 @@ TEST_F(EngineTest, TxFullDropRefundsTheBandwidthBudgets) {
   const SocketAddress client = Addr("203.0.113.5:40000");
   Allocated a = Allocate(client);
   const SocketAddress peer = Addr("198.51.99.11:7000");
-  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
-              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
-              b.AddXorAddress(attr::kXorPeerAddress, peer);
-            }).second, 0);
+  ASSERT_EQ(BindChannel(a, 0x4001, peer), 0);
   Advance(1);  // fill the buckets
   const std::vector<uint8_t> payload(600, 1);
   const std::vector<uint8_t> cd = ChannelData(0x4001, payload);
@@ -1744,10 +1741,7 @@ TEST_F(EngineTest, BpsCapacityFollowsReconfigure) {
   const SocketAddress client = Addr("203.0.113.5:40000");
   const SocketAddress peer = Addr("198.51.99.62:7000");
   Allocated a = Allocate(client);
-  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
-              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
-              b.AddXorAddress(attr::kXorPeerAddress, peer);
-            }).second, 0);
+  ASSERT_EQ(BindChannel(a, 0x4001, peer), 0);
   const std::vector<uint8_t> cd = ChannelData(0x4001, std::vector<uint8_t>(600, 0x5A));
   auto relayed = [&] {
     size_t n = 0;
@@ -1772,10 +1766,7 @@ TEST_F(EngineTest, BpsCapacityIsSplitAcrossWorkers) {
   const SocketAddress client = Addr("203.0.113.5:40000");
   const SocketAddress peer = Addr("198.51.99.61:7000");
   Allocated a = Allocate(client, ClientTransport::kTcp);
-  ASSERT_EQ(Call(a, Method::kChannelBind, [&](MessageBuilder& b) {
-              b.AddU32(attr::kChannelNumber, 0x4001u << 16);
-              b.AddXorAddress(attr::kXorPeerAddress, peer);
-            }, client, ClientTransport::kTcp).second, 0);
+  ASSERT_EQ(BindChannel(a, 0x4001, peer, client, ClientTransport::kTcp), 0);
   // 600 bytes never fit in a 500-byte share, however long we wait.
   const std::vector<uint8_t> big(600, 1);
   EXPECT_TRUE(FromClient(ChannelData(0x4001, big), client, ClientTransport::kTcp).empty());
