@@ -633,8 +633,11 @@ def mode_drain():
             os.kill(pid, 0)
         except ProcessLookupError:
             break
-        if open("/proc/%d/stat" % pid).read().split()[2] == "Z":
-            break
+        try:
+            if open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+                break
+        except FileNotFoundError:
+            break  # exited and reaped between the two checks
         time.sleep(0.1)  # poll interval
     else:
         fail("turnpiked did not exit after the drain")
