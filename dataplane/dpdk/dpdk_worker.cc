@@ -198,25 +198,29 @@ std::optional<SocketAddress> DpdkWorker::SourceOf(turn::SocketId socket) const {
 }
 
 void DpdkWorker::Run() {
-  rte_mbuf* rx[kBurst];
+  Start();
+  while (!stop_->load(std::memory_order_relaxed)) Poll();
+  Finish();
+}
+
+uint64_t DpdkWorker::ClockNs(uint64_t tsc) const {
+  const __uint128_t cycles = tsc - base_tsc_;
+  return base_ns_ + static_cast<uint64_t>((cycles * ns_per_cycle_q32_) >> 32);
+}
+
+void DpdkWorker::Start() {
   // The clock is read once per poll: the TSC (no system call) anchored to CLOCK_MONOTONIC once,
   // converted with a 32.32 fixed-point multiply (a 128-bit division per read cost about 5% of
   // the worker in the bench profile).
-  const uint64_t base_tsc = rte_rdtsc();
-  const uint64_t base_ns = MonotonicNs();
-  const uint64_t ns_per_cycle_q32 = (uint64_t{1'000'000'000} << 32) / rte_get_tsc_hz();
-  auto clock_ns = [&](uint64_t tsc) {
-    const __uint128_t cycles = tsc - base_tsc;
-    return base_ns + static_cast<uint64_t>((cycles * ns_per_cycle_q32) >> 32);
-  };
-  now_ns_ = base_ns;
+  base_tsc_ = rte_rdtsc();
+  base_ns_ = MonotonicNs();
+  ns_per_cycle_q32_ = (uint64_t{1'000'000'000} << 32) / rte_get_tsc_hz();
+  now_ns_ = base_ns_;
   engine_->SetNow(now_ns_);
-  uint64_t next_tick = now_ns_ + kTickNs;
-  const bool several = fabric_->workers > 1;
-  const bool kernel = index_ == 0 && fabric_->kernel_port >= 0;
+  next_tick_ns_ = now_ns_ + kTickNs;
   if (polls_port_) {
     const char* role = "";
-    if (several) {
+    if (fabric_->workers > 1) {
       role = fabric_->own_queues ? " (handing frames of other workers' allocations to them)"
                                  : " (and distributing to the other workers)";
     }
@@ -226,80 +230,87 @@ void DpdkWorker::Run() {
     spdlog::info("dpdk worker {} on lcore {}: frames from worker 0's distributor", index_,
                  rte_lcore_id());
   }
-  while (!stop_->load(std::memory_order_relaxed)) {
-    // A sampled iteration times each step of its port burst (IoCounters::stage_*).
-    const bool sample = polls_port_ && counters_.loop_iterations % kStageSample == 0;
-    uint64_t tsc[6] = {};  // rx start, rx end, flush start, flush end, send start, send end
-    uint64_t split[2] = {};
-    if (sample) tsc[0] = rte_rdtsc();
-    uint16_t n = polls_port_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
-    const uint16_t from_port = n;
-    tsc[1] = rte_rdtsc();
-    now_ns_ = clock_ns(tsc[1]);
-    if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
-      const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
-      std::copy(hairpin_, hairpin_ + take, rx + n);
-      std::copy(hairpin_ + take, hairpin_ + n_hairpin_, hairpin_);
-      n_hairpin_ = static_cast<uint16_t>(n_hairpin_ - take);
-      n = static_cast<uint16_t>(n + take);
-    }
-    if (n > 0) {
+}
+
+void DpdkWorker::Poll() {
+  rte_mbuf* rx[kBurst];
+  const bool several = fabric_->workers > 1;
+  const bool kernel = index_ == 0 && fabric_->kernel_port >= 0;
+  // A sampled iteration times each step of its port burst (IoCounters::stage_*).
+  const bool sample = polls_port_ && counters_.loop_iterations % kStageSample == 0;
+  uint64_t tsc[6] = {};  // rx start, rx end, flush start, flush end, send start, send end
+  uint64_t split[2] = {};
+  if (sample) tsc[0] = rte_rdtsc();
+  uint16_t n = polls_port_ ? rte_eth_rx_burst(port_, queue_, rx, kBurst) : 0;
+  const uint16_t from_port = n;
+  tsc[1] = rte_rdtsc();
+  now_ns_ = ClockNs(tsc[1]);
+  if (n_hairpin_ > 0) {  // frames this worker sent to its own addresses, as if received
+    const uint16_t take = std::min<uint16_t>(n_hairpin_, static_cast<uint16_t>(kBurst - n));
+    std::copy(hairpin_, hairpin_ + take, rx + n);
+    std::copy(hairpin_ + take, hairpin_ + n_hairpin_, hairpin_);
+    n_hairpin_ = static_cast<uint16_t>(n_hairpin_ - take);
+    n = static_cast<uint16_t>(n + take);
+  }
+  if (n > 0) {
+    engine_->SetNow(now_ns_);
+    HandleBurst(rx, n, /*from_ring=*/false, sample ? split : nullptr);
+    ++counters_.bursts;
+  }
+  if (several) {
+    const unsigned k = rte_ring_sc_dequeue_burst(fabric_->rx[index_],
+                                                 reinterpret_cast<void**>(rx), kBurst, nullptr);
+    if (k > 0) {
       engine_->SetNow(now_ns_);
-      HandleBurst(rx, n, /*from_ring=*/false, sample ? split : nullptr);
+      HandleBurst(rx, static_cast<uint16_t>(k), /*from_ring=*/true);
       ++counters_.bursts;
-    }
-    if (several) {
-      const unsigned k = rte_ring_sc_dequeue_burst(fabric_->rx[index_],
-                                                   reinterpret_cast<void**>(rx), kBurst, nullptr);
-      if (k > 0) {
-        engine_->SetNow(now_ns_);
-        HandleBurst(rx, static_cast<uint16_t>(k), /*from_ring=*/true);
-        ++counters_.bursts;
-        n = static_cast<uint16_t>(n + k);
-      }
-    }
-    if (kernel) n = static_cast<uint16_t>(n + PollKernel());
-    if (n > 0) {
-      if (sample) tsc[2] = rte_rdtsc();
-      FlushTx();
-      if (sample) tsc[3] = rte_rdtsc();
-    }
-    if (now_ns_ >= next_tick) {
-      engine_->SetNow(now_ns_);
-      engine_->Tick();
-      FlushTx();
-      if (n_parked_ > 0) ReleaseParked(/*expire=*/true);
-      neighbors_.Sweep(NowSeconds());
-      ++counters_.ticks;
-      next_tick = now_ns_ + kTickNs;
-    }
-    if (commands_.pending()) {
-      commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
-    }
-    events_.Flush();
-    if (sample) tsc[4] = rte_rdtsc();
-    DrainTx();
-    if (sample) tsc[5] = rte_rdtsc();
-    DrainToKernel();
-    if (index_ == 0 && several && !fabric_->own_queues) DrainPeerTx();
-    counters_.allocations = engine_->allocation_count();
-    ++counters_.loop_iterations;
-    if (n > 0) {
-      counters_.busy_ns += clock_ns(rte_rdtsc()) - now_ns_;
-    } else {
-      rte_pause();
-    }
-    if (sample && from_port > 0) {
-      // (Frames from the hairpin and, with several workers, from the ring are in the burst's
-      // handling and sending but not in its count: both are rare.)
-      counters_.stage_packets += from_port;
-      counters_.stage_cycles_rx += tsc[1] - tsc[0];
-      counters_.stage_cycles_classify += split[0] - tsc[1];
-      counters_.stage_cycles_engine += split[1] - split[0];
-      counters_.stage_cycles_build += tsc[3] - tsc[2];
-      counters_.stage_cycles_tx += tsc[5] - tsc[4];
+      n = static_cast<uint16_t>(n + k);
     }
   }
+  if (kernel) n = static_cast<uint16_t>(n + PollKernel());
+  if (n > 0) {
+    if (sample) tsc[2] = rte_rdtsc();
+    FlushTx();
+    if (sample) tsc[3] = rte_rdtsc();
+  }
+  if (now_ns_ >= next_tick_ns_) {
+    engine_->SetNow(now_ns_);
+    engine_->Tick();
+    FlushTx();
+    if (n_parked_ > 0) ReleaseParked(/*expire=*/true);
+    neighbors_.Sweep(NowSeconds());
+    ++counters_.ticks;
+    next_tick_ns_ = now_ns_ + kTickNs;
+  }
+  if (commands_.pending()) {
+    commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
+  }
+  events_.Flush();
+  if (sample) tsc[4] = rte_rdtsc();
+  DrainTx();
+  if (sample) tsc[5] = rte_rdtsc();
+  DrainToKernel();
+  if (index_ == 0 && several && !fabric_->own_queues) DrainPeerTx();
+  counters_.allocations = engine_->allocation_count();
+  ++counters_.loop_iterations;
+  if (n > 0) {
+    counters_.busy_ns += ClockNs(rte_rdtsc()) - now_ns_;
+  } else {
+    rte_pause();
+  }
+  if (sample && from_port > 0) {
+    // (Frames from the hairpin and, with several workers, from the ring are in the burst's
+    // handling and sending but not in its count: both are rare.)
+    counters_.stage_packets += from_port;
+    counters_.stage_cycles_rx += tsc[1] - tsc[0];
+    counters_.stage_cycles_classify += split[0] - tsc[1];
+    counters_.stage_cycles_engine += split[1] - split[0];
+    counters_.stage_cycles_build += tsc[3] - tsc[2];
+    counters_.stage_cycles_tx += tsc[5] - tsc[4];
+  }
+}
+
+void DpdkWorker::Finish() {
   if (commands_.pending()) {
     commands_.RunAll(*engine_, [this] { FlushTx(); }, &counters_.commands);
   }

@@ -102,8 +102,15 @@ class DpdkWorker final : public turn::RelayTransport {
              const std::atomic<bool>* stop);
   ~DpdkWorker() override;
 
-  // The lcore body: polls until *stop, then closes every allocation.
+  // The lcore body: Start, Poll until *stop, Finish.
   void Run();
+  // The steps of Run, for a caller that drives the loop itself (perf/dpdk/worker_bench.cc):
+  // Start reads the clock and logs the worker's role; Poll is one iteration of the loop (one
+  // burst from each source, handled and sent, timers, commands, events); Finish closes every
+  // allocation and sends what that produced.
+  void Start();
+  void Poll();
+  void Finish();
   void Post(WorkerCommand command) { commands_.Post(std::move(command)); }
   void SetEventCallback(const WorkerEventCallback* callback) { events_.SetCallback(callback); }
   const turn::EngineCounters& engine_counters() const { return engine_->counters(); }
@@ -207,6 +214,7 @@ class DpdkWorker final : public turn::RelayTransport {
   std::optional<SocketAddress> SourceOf(turn::SocketId socket) const;
   RelayEntry* RelayAt(const IpAddress& ip, uint16_t port);
   uint64_t NowSeconds() const { return now_ns_ / 1'000'000'000u; }
+  uint64_t ClockNs(uint64_t tsc) const;  // CLOCK_MONOTONIC from a TSC reading (see Start)
 
   const uint32_t index_;
   const ServerConfig& config_;
@@ -221,6 +229,10 @@ class DpdkWorker final : public turn::RelayTransport {
   std::vector<IpAddress> ours_;  // every dpdk-address
   uint16_t ipv4_id_;  // the last IPv4 id sent (see SendDesc)
   uint64_t now_ns_ = 0;
+  uint64_t base_tsc_ = 0;  // the clock's anchor (Start)
+  uint64_t base_ns_ = 0;
+  uint64_t ns_per_cycle_q32_ = 0;  // 32.32 fixed point
+  uint64_t next_tick_ns_ = 0;
 
   std::unique_ptr<turn::Engine> engine_;
   std::unique_ptr<turn::TxBatch> tx_;
