@@ -279,6 +279,7 @@ void DpdkWorker::Poll() {
     FlushTx();
     if (n_parked_ > 0) ReleaseParked(/*expire=*/true);
     neighbors_.Sweep(NowSeconds());
+    resolved_.fill(SecondMemo{});
     ++counters_.ticks;
     next_tick_ns_ = now_ns_ + kTickNs;
   }
@@ -565,10 +566,15 @@ void DpdkWorker::HandleFrame(rte_mbuf* m, const packet::FrameInfo& info, Route r
   }
   // Replies to a client go back to the MAC its packet came from: learn on-link senders (never
   // a gateway's address from a data packet: one forged source would redirect all off-link
-  // traffic; gateways are learned from ARP / ND only). The table's cache makes the repeat of
-  // a Learn within the same second a no-op.
-  if (OnLink(info.src_ip) && !IsGateway(info.src_ip)) {
-    LearnNeighbor(info.src_ip, info.src_mac, /*create=*/true);
+  // traffic; gateways are learned from ARP / ND only). A repeat within the same second is a
+  // no-op in the table; learned_ skips it before OnLink and IsGateway are asked again.
+  const uint64_t second = NowSeconds();
+  SecondMemo& seen = learned_[MemoSlot(info.src_ip)];
+  if (seen.second != second || !(seen.ip == info.src_ip) || !(seen.mac == info.src_mac)) {
+    if (OnLink(info.src_ip) && !IsGateway(info.src_ip)) {
+      LearnNeighbor(info.src_ip, info.src_mac, /*create=*/true);
+    }
+    seen = SecondMemo{info.src_ip, info.src_mac, second};
   }
   const std::span<const uint8_t> payload = frame.subspan(info.payload_offset, info.payload_length);
   // Room for this frame's descriptors and for the frame among the held ones.
@@ -663,6 +669,11 @@ void DpdkWorker::Learn(std::span<const uint8_t> frame, const packet::FrameInfo& 
 
 void DpdkWorker::LearnNeighbor(const IpAddress& ip, const packet::MacAddress& mac, bool create) {
   const packet::NeighborTable::Learned l = neighbors_.Learn(ip, mac, NowSeconds(), create);
+  if (l.result == packet::NeighborTable::LearnResult::kCreated ||
+      l.result == packet::NeighborTable::LearnResult::kResolved ||
+      l.result == packet::NeighborTable::LearnResult::kUpdated) {
+    resolved_.fill(SecondMemo{});  // a next hop's MAC may have changed
+  }
   // kCreated: the entry had died (no answer within incomplete_seconds) while frames waited.
   if (n_parked_ > 0 && (l.result == packet::NeighborTable::LearnResult::kResolved ||
                         l.result == packet::NeighborTable::LearnResult::kCreated)) {
@@ -713,6 +724,13 @@ bool DpdkWorker::IsGateway(const IpAddress& ip) const {
 
 DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
   NextHop hop;
+  const uint64_t second = NowSeconds();
+  SecondMemo& memo = resolved_[MemoSlot(dst)];
+  if (memo.second == second && memo.ip == dst) {
+    hop.kind = NextHop::kSend;
+    hop.mac = memo.mac;
+    return hop;
+  }
   IpAddress next = dst;
   if (!OnLink(dst)) {
     bool found = false;
@@ -741,7 +759,7 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
     }
     return hop;
   }
-  const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, NowSeconds());
+  const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, second);
   if (r.send_request) {
     SendNeighborRequest(next, r.disposition == packet::NeighborTable::Disposition::kSend
                                   ? std::optional<packet::MacAddress>(r.mac)
@@ -751,6 +769,7 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
     case packet::NeighborTable::Disposition::kSend:
       hop.kind = NextHop::kSend;
       hop.mac = r.mac;
+      if (!r.send_request) memo = SecondMemo{dst, r.mac, second};
       break;
     case packet::NeighborTable::Disposition::kQueue:
       hop.kind = NextHop::kPark;

@@ -240,6 +240,60 @@ class DpdkWorkerTest : public ::testing::Test {
     kernel_.Close();
   }
 
+  // The next frame the workers send, after answering their ARP requests for `hosts` (from
+  // kHostMac); empty after `wait`. With `skip_stun_to`, STUN to that address (a late answer to
+  // a retransmitted request) is skipped too, keeping ChannelData and the frames to peers.
+  Bytes TakeAnsweringArp(std::span<const IpAddress> hosts, std::chrono::milliseconds wait,
+                         const IpAddress* skip_stun_to = nullptr) {
+    for (;;) {
+      Bytes frame = port_.Take(wait);
+      const packet::FrameInfo info = packet::ParseFrame(frame);
+      if (skip_stun_to != nullptr && info.ok() && info.is_ip() && info.dst_ip == *skip_stun_to &&
+          info.payload_length > 0 && frame[info.payload_offset] < 0x40) {
+        continue;  // STUN (first byte 0 or 1); ChannelData starts with 0x40-0x4F
+      }
+      if (frame.empty() || info.kind != packet::FrameKind::kArp) return frame;
+      Bytes reply(64);
+      const packet::Reply r = packet::BuildArpReply(frame, info, kHostMac, hosts, reply);
+      if (r.verdict == packet::ReplyVerdict::kReply) {
+        reply.resize(r.length);
+        port_.Put(reply);
+      }
+    }
+  }
+
+  // Real TURN handshakes for `allocations` (client ports 40000 + index on one address; the
+  // DPDK load generator's client, perf/dpdk/handshake.cc), answering ARP for `hosts`.
+  void MakeAllocations(std::vector<dpdkgen::TurnAllocation>& allocations,
+                       std::span<const IpAddress> hosts) {
+    dpdkgen::HandshakeOptions options;
+    options.secret = "s3cret";
+    options.rto_ms = 1000;  // no retransmission (and late duplicate answer) unless starved
+    const SocketAddress server{kNode, 3478};
+    dpdkgen::Handshakes handshakes(
+        &allocations, options,
+        [&](const dpdkgen::TurnAllocation& a, std::span<const uint8_t> request) {
+          port_.Put(UdpFrame(a.client, server, request));
+        });
+    auto now_ns = [] {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                 Clock::now().time_since_epoch())
+          .count();
+    };
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (!handshakes.done() && Clock::now() < deadline) {
+      handshakes.Poll(now_ns());
+      const Bytes frame = TakeAnsweringArp(hosts, std::chrono::milliseconds(5));
+      if (frame.empty()) continue;
+      const std::optional<Sent> s = ParseUdp(frame);
+      ASSERT_TRUE(s.has_value());
+      ASSERT_EQ(s->info.dst_ip, allocations[0].client.ip);
+      handshakes.OnMessage(s->info.dst_port - 40000u, s->payload, now_ns());
+    }
+    ASSERT_TRUE(handshakes.done());
+    ASSERT_EQ(handshakes.stats().ok, static_cast<int>(allocations.size()));
+  }
+
   IoCounters Total() const {
     IoCounters sum;
     for (const auto& w : workers_) sum.Add(w->counters());
@@ -390,53 +444,13 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
     allocations[i].client = {client_ip, static_cast<uint16_t>(40000 + i)};
     allocations[i].peer = {peer_ip, static_cast<uint16_t>(50000 + i)};
   }
-  dpdkgen::HandshakeOptions options;
-  options.secret = "s3cret";
-  options.rto_ms = 1000;  // no retransmission (and late duplicate answer) unless starved
   const SocketAddress server{kNode, 3478};
-  dpdkgen::Handshakes handshakes(
-      &allocations, options,
-      [&](const dpdkgen::TurnAllocation& a, std::span<const uint8_t> request) {
-        port_.Put(UdpFrame(a.client, server, request));
-      });
   const IpAddress hosts[] = {client_ip, peer_ip};
-  auto now_ns = [] {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-        .count();
+  MakeAllocations(allocations, hosts);
+  if (HasFatalFailure()) return;
+  auto take = [&](std::chrono::milliseconds wait, bool data_only = false) {
+    return TakeAnsweringArp(hosts, wait, data_only ? &client_ip : nullptr);
   };
-  // Answers the node's ARP requests for our hosts; returns the other frames. `data_only` also
-  // skips STUN answers (a late answer to a retransmitted request), keeping ChannelData and the
-  // frames to peers.
-  auto take = [&](std::chrono::milliseconds wait, bool data_only = false) -> Bytes {
-    for (;;) {
-      Bytes frame = port_.Take(wait);
-      const packet::FrameInfo info = packet::ParseFrame(frame);
-      if (data_only && info.ok() && info.is_ip() && info.dst_ip == client_ip &&
-          info.payload_length > 0 && frame[info.payload_offset] < 0x40) {
-        continue;  // STUN (first byte 0 or 1); ChannelData starts with 0x40-0x4F
-      }
-      if (frame.empty() || info.kind != packet::FrameKind::kArp) return frame;
-      Bytes reply(64);
-      const packet::Reply r = packet::BuildArpReply(frame, info, kHostMac, hosts, reply);
-      if (r.verdict == packet::ReplyVerdict::kReply) {
-        reply.resize(r.length);
-        port_.Put(reply);
-      }
-    }
-  };
-
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (!handshakes.done() && Clock::now() < deadline) {
-    handshakes.Poll(now_ns());
-    const Bytes frame = take(std::chrono::milliseconds(5));
-    if (frame.empty()) continue;
-    const std::optional<Sent> s = ParseUdp(frame);
-    ASSERT_TRUE(s.has_value());
-    ASSERT_EQ(s->info.dst_ip, client_ip);
-    handshakes.OnMessage(s->info.dst_port - 40000u, s->payload, now_ns());
-  }
-  ASSERT_TRUE(handshakes.done());
-  ASSERT_EQ(handshakes.stats().ok, static_cast<int>(kAllocations));
   if (own_queues) {  // each worker's relays come from its own port range
     for (const dpdkgen::TurnAllocation& a : allocations) {
       const uint8_t owner = fabric_->owners->owner_plus_one[0][a.relayed.port].load();
@@ -510,6 +524,70 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
   EXPECT_GT(total.tx_neighbor_parked, 0u);  // the peers' first frames waited for ARP
   EXPECT_EQ(total.tx_neighbor_pending, 0u);  // and none was dropped
   EXPECT_EQ(total.rx_exception, 0u);
+}
+
+// The worker keeps its neighbour answers for the current second in front of the neighbour
+// table (DpdkWorker::learned_ and resolved_). A MAC that changes within that second is still
+// used from the next frame on: a client whose packets now come from another MAC (replies follow
+// them there), and a peer that announces a new MAC in an ARP request.
+TEST_F(DpdkWorkerTest, ANeighborsNewMacIsUsedFromTheNextFrameOn) {
+  Start(1, /*kernel_interface=*/false);
+  const IpAddress client_ip = Ip("10.0.0.10");
+  const IpAddress peer_ip = Ip("10.0.0.20");
+  const IpAddress hosts[] = {client_ip, peer_ip};
+  std::vector<dpdkgen::TurnAllocation> allocations(1);
+  allocations[0].client = {client_ip, 40000};
+  allocations[0].peer = {peer_ip, 50000};
+  MakeAllocations(allocations, hosts);
+  if (HasFatalFailure()) return;
+  const dpdkgen::TurnAllocation& a = allocations[0];
+  const SocketAddress server{kNode, 3478};
+  const uint8_t data[] = {1, 2, 3, 4};
+  const Bytes channel_data = {static_cast<uint8_t>(a.channel >> 8),
+                              static_cast<uint8_t>(a.channel), 0, 4, 1, 2, 3, 4};
+  const packet::MacAddress moved{{0x02, 0x00, 0x00, 0x00, 0x00, 0x21}};
+  const packet::MacAddress peer_moved{{0x02, 0x00, 0x00, 0x00, 0x00, 0x22}};
+  // Relays one frame and returns where it went.
+  auto relay = [&](const Bytes& frame) -> std::optional<Sent> {
+    port_.Put(frame);
+    return ParseUdp(TakeAnsweringArp(hosts, std::chrono::milliseconds(2000), &client_ip));
+  };
+
+  std::optional<Sent> s = relay(UdpFrame(a.peer, a.relayed, data));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.client);
+  EXPECT_EQ(s->info.dst_mac, kHostMac);
+  s = relay(UdpFrame(a.client, server, channel_data));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.peer);
+  EXPECT_EQ(s->info.dst_mac, kHostMac);
+
+  // The client moves: its next packet comes from `moved`, and so must the replies go.
+  s = relay(UdpFrame(a.client, server, channel_data, moved));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.peer);
+  EXPECT_EQ(s->info.dst_mac, kHostMac);  // the peer has not moved
+  s = relay(UdpFrame(a.peer, a.relayed, data));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.client);
+  EXPECT_EQ(s->info.dst_mac, moved);
+
+  // The peer announces another MAC in an ARP request for the node's address (the node answers
+  // it, to the new MAC); relayed frames follow.
+  Bytes arp(64);
+  arp.resize(packet::BuildArpRequest(peer_moved, peer_ip, kNode, std::nullopt, std::nullopt, arp));
+  ASSERT_FALSE(arp.empty());
+  port_.Put(arp);
+  const Bytes answer = port_.Take();
+  const packet::FrameInfo answer_info = packet::ParseFrame(answer);
+  EXPECT_EQ(answer_info.kind, packet::FrameKind::kArp);
+  EXPECT_EQ(answer_info.dst_mac, peer_moved);
+  s = relay(UdpFrame(a.client, server, channel_data, moved));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.peer);
+  EXPECT_EQ(s->info.dst_mac, peer_moved);
+  Stop();
+  EXPECT_EQ(Total().tx_neighbor_pending, 0u);
 }
 
 // Relay port steering (flow_steering.h): the blocks a range splits into, and a port without
