@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <memory>
 
 #include "absl/strings/str_format.h"
 #include "dataplane/packet/arp.h"
@@ -365,10 +366,10 @@ void DpdkWorker::HandleBurst(rte_mbuf* const* rx, uint16_t n, bool from_ring,
 
 void DpdkWorker::Parse(rte_mbuf* m, packet::FrameInfo& info) {
   if (m->nb_segs != 1) {  // jumbo chains: not for a TURN relay (HandleFrame counts it)
-    info = packet::FrameInfo{};
+    std::construct_at(&info);
     return;
   }
-  info = packet::ParseFrame({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)});
+  packet::ParseFrame({rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m)}, info);
   if (info.ok() && info.is_ip() && info.l4_protocol == kProtoUdp &&
       info.dst_port != config_.listening_port) {
     const int f = FamilyIndex(info.dst_ip);

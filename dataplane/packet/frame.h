@@ -97,6 +97,9 @@ struct FrameInfo {
 
 // Classifies one frame. Never reads outside `frame`.
 FrameInfo ParseFrame(std::span<const uint8_t> frame, ParseOptions options = {});
+// The same into `info` (reset first), for the packet path: parsing in place avoids copying a
+// FrameInfo just written, whose loads would wait on the stores that built it.
+void ParseFrame(std::span<const uint8_t> frame, FrameInfo& info, ParseOptions options = {});
 
 // Verifies the UDP checksum of a fast-path frame (zero over IPv4: none sent, accepted). Not part
 // of ParseFrame because it touches every payload byte; skip it when the NIC reports

@@ -94,6 +94,38 @@ TEST(ParseFrame, FindsTheUdpPayloadOverIpv6) {
   EXPECT_TRUE(UdpChecksumValid(frame, info));
 }
 
+// The packet path parses into the same FrameInfo again and again: nothing of the frame before
+// may survive (an IPv4 address after an IPv6 one keeps no IPv6 bytes; ARP after UDP has no
+// ports, no fast path, no addresses).
+TEST(ParseFrame, ParsingInPlaceForgetsTheFrameBefore) {
+  const Bytes udp6 = ToBytes(testdata::kUdp6Frame);
+  const Bytes udp4 = ToBytes(testdata::kUdp4Frame);
+  const Bytes arp = ToBytes(testdata::kArpRequestFrame);
+  FrameInfo info;
+  ParseFrame(udp6, info);
+  ASSERT_TRUE(info.fast_path);
+  ParseFrame(udp4, info);
+  const FrameInfo fresh4 = ParseFrame(udp4);
+  EXPECT_EQ(info.kind, FrameKind::kIpv4);
+  EXPECT_EQ(info.src(), fresh4.src());
+  EXPECT_EQ(info.dst(), fresh4.dst());
+  EXPECT_EQ(info.src_ip.word(1), 0u);
+  EXPECT_EQ(info.payload_offset, fresh4.payload_offset);
+  EXPECT_EQ(info.l4_length, fresh4.l4_length);
+  ParseFrame(arp, info);
+  EXPECT_EQ(info.kind, FrameKind::kArp);
+  EXPECT_FALSE(info.fast_path);
+  EXPECT_EQ(info.src_port, 0);
+  EXPECT_EQ(info.dst_port, 0);
+  EXPECT_EQ(info.l4_protocol, 0);
+  EXPECT_EQ(info.src_ip, IpAddress{});
+  EXPECT_EQ(info.payload_length, 0);
+  ParseFrame(Bytes(10, 0), info);
+  EXPECT_EQ(info.error, FrameError::kEthernetTruncated);
+  EXPECT_EQ(info.kind, FrameKind::kOther);
+  EXPECT_EQ(info.src_mac, MacAddress{});
+}
+
 TEST(ParseFrame, IgnoresEthernetPaddingAfterTheIpPacket) {
   for (const Bytes& base : {ToBytes(testdata::kUdp4Frame), ToBytes(testdata::kUdp6Frame)}) {
     Bytes frame = base;
