@@ -188,14 +188,16 @@ absl::Status DpdkWorker::SetDontFragment(turn::SocketId socket) {
   return absl::OkStatus();
 }
 
-std::optional<SocketAddress> DpdkWorker::SourceOf(turn::SocketId socket) const {
+const IpAddress* DpdkWorker::SourceOf(turn::SocketId socket, uint16_t* port) const {
   if ((socket & kRelayBit) != 0) {
     const int f = (socket >> 16) & 1;
-    if (!has_relay_ip_[f]) return std::nullopt;
-    return SocketAddress{relay_ip_[f], static_cast<uint16_t>(socket & 0xFFFF)};
+    if (!has_relay_ip_[f]) return nullptr;
+    *port = static_cast<uint16_t>(socket & 0xFFFF);
+    return &relay_ip_[f];
   }
-  if (socket >= config_.listening_ips.size()) return std::nullopt;
-  return SocketAddress{config_.listening_ips[socket], config_.listening_port};
+  if (socket >= config_.listening_ips.size()) return nullptr;
+  *port = config_.listening_port;
+  return &config_.listening_ips[socket];
 }
 
 void DpdkWorker::Run() {
@@ -848,8 +850,9 @@ rte_mbuf* DpdkWorker::ReuseReceived(const turn::TxDesc& d, BodySum body_sum,
 }
 
 void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
-  const std::optional<SocketAddress> src = SourceOf(d.socket);
-  if (!src || src->ip.family != d.dst.ip.family) {
+  uint16_t src_port = 0;
+  const IpAddress* src_ip = SourceOf(d.socket, &src_port);
+  if (src_ip == nullptr || src_ip->family != d.dst.ip.family) {
     ++counters_.tx_stale_socket;
     return;
   }
@@ -887,7 +890,8 @@ void DpdkWorker::SendDesc(const turn::TxDesc& d, BodySum body_sum) {
   // Hairpin: to ourselves. Otherwise written below, once the frame exists, from the next hop
   // (zero while the frame is parked).
   params.dst_mac = hairpin ? mac_ : packet::MacAddress{};
-  params.src = *src;
+  params.src.ip = *src_ip;
+  params.src.port = src_port;
   params.dst = d.dst;
   if ((d.socket & kRelayBit) != 0) {
     params.dont_fragment = relays_[(d.socket >> 16) & 1][d.socket & 0xFFFF].dont_fragment;

@@ -211,7 +211,10 @@ class DpdkWorker final : public turn::RelayTransport {
   // Sends the parked frames whose next hop now has a MAC, drops the expired ones (`expire`).
   void ReleaseParked(bool expire);
   void SendNeighborRequest(const IpAddress& target, std::optional<packet::MacAddress> unicast);
-  std::optional<SocketAddress> SourceOf(turn::SocketId socket) const;
+  // The address a descriptor's socket sends from, and its port in *port; nullptr for a closed
+  // relay or an unknown socket. (Not an optional<SocketAddress>: GCC assembled that on the
+  // stack and read it back with a load wider than its stores, a stall on every packet.)
+  const IpAddress* SourceOf(turn::SocketId socket, uint16_t* port) const;
   RelayEntry* RelayAt(const IpAddress& ip, uint16_t port);
   uint64_t NowSeconds() const { return now_ns_ / 1'000'000'000u; }
   uint64_t ClockNs(uint64_t tsc) const;  // CLOCK_MONOTONIC from a TSC reading (see Start)

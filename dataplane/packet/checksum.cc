@@ -57,16 +57,6 @@ uint16_t ChecksumUpdateEndpoint(uint16_t checksum, const SocketAddress& from,
   return Finish(sum);
 }
 
-std::optional<uint16_t> UdpPayloadSumFromChecksum(const IpAddress& src, const IpAddress& dst,
-                                                  std::span<const uint8_t> udp,
-                                                  uint16_t udp_length) {
-  if (udp.size() < 8 || (udp[6] == 0 && udp[7] == 0)) return std::nullopt;
-  // Pseudo-header + header (checksum field included) + payload fold to 0xffff (negative zero),
-  // so the payload's sum is the complement of the rest.
-  const uint32_t rest = Sum16(udp.first(8), PseudoHeaderSum(src, dst, 17, udp_length));
-  return static_cast<uint16_t>(~Fold(rest));
-}
-
 uint16_t SubspanSum(std::span<const uint8_t> payload, uint16_t payload_sum,
                     std::span<const uint8_t> body) {
   const size_t begin = static_cast<size_t>(body.data() - payload.data());

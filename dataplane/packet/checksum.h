@@ -133,9 +133,18 @@ constexpr uint16_t SubtractSum(uint16_t a, uint16_t b) {
 // The folded sum of the payload of a received UDP datagram from its header's checksum field
 // (`udp` is the 8-byte header, `udp_length` its length field), or nullopt when the field is 0
 // (IPv4: no checksum sent; IPv6: invalid).
-std::optional<uint16_t> UdpPayloadSumFromChecksum(const IpAddress& src, const IpAddress& dst,
-                                                  std::span<const uint8_t> udp,
-                                                  uint16_t udp_length);
+// Inline: returned from a call, the optional went through the stack and was read back wider
+// than it was written (a store-forwarding stall per relayed packet).
+inline std::optional<uint16_t> UdpPayloadSumFromChecksum(const IpAddress& src,
+                                                         const IpAddress& dst,
+                                                         std::span<const uint8_t> udp,
+                                                         uint16_t udp_length) {
+  if (udp.size() < 8 || (udp[6] == 0 && udp[7] == 0)) return std::nullopt;
+  // Pseudo-header + header (checksum field included) + payload fold to 0xffff (negative zero),
+  // so the payload's sum is the complement of the rest.
+  const uint32_t rest = Sum16(udp.first(8), PseudoHeaderSum(src, dst, 17, udp_length));
+  return static_cast<uint16_t>(~Fold(rest));
+}
 // The folded sum of `body`, a subspan of `payload` whose folded sum is `payload_sum`, computed
 // from the bytes of `payload` outside `body` (a ChannelData header, padding).
 uint16_t SubspanSum(std::span<const uint8_t> payload, uint16_t payload_sum,
