@@ -154,9 +154,9 @@ std::optional<RingPort> OpenPort(rte_mempool* pool) {
 bool Put(const RingPort& port, rte_mempool* pool, const Bytes& frame) {
   rte_mbuf* m = rte_pktmbuf_alloc(pool);
   if (m == nullptr) return false;
-  std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size())), frame.data(),
-              frame.size());
-  if (rte_ring_enqueue(port.in, m) != 0) {
+  char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
+  if (data != nullptr) std::memcpy(data, frame.data(), frame.size());
+  if (data == nullptr || rte_ring_enqueue(port.in, m) != 0) {
     rte_pktmbuf_free(m);
     return false;
   }
@@ -342,6 +342,7 @@ Figures Run(dataplane::DpdkWorker* worker, const RingPort& port, rte_mempool* po
       const Bytes& f = frames[patch.kind];  // the kind's template
       uint8_t* p =
           reinterpret_cast<uint8_t*>(rte_pktmbuf_append(burst[k], static_cast<uint16_t>(f.size())));
+      if (p == nullptr) continue;  // cannot happen: --payload is at most 1400 bytes
       std::memcpy(p, f.data(), f.size());
       std::memcpy(p + kPatchOffset, patch.bytes, sizeof patch.bytes);
     }
