@@ -676,6 +676,10 @@ void DpdkWorker::LearnNeighbor(const IpAddress& ip, const packet::MacAddress& ma
       l.result == packet::NeighborTable::LearnResult::kResolved ||
       l.result == packet::NeighborTable::LearnResult::kUpdated) {
     resolved_.fill(SecondMemo{});  // a next hop's MAC may have changed
+    // So may this address's: a data frame from the MAC learned_ holds must be learned again
+    // (after an ARP / ND frame announced another MAC, the frame's MAC wins, as in the table).
+    SecondMemo& seen = learned_[MemoSlot(ip)];
+    if (seen.ip == ip) seen = SecondMemo{};
   }
   // kCreated: the entry had died (no answer within incomplete_seconds) while frames waited.
   if (n_parked_ > 0 && (l.result == packet::NeighborTable::LearnResult::kResolved ||

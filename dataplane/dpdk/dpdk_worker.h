@@ -275,6 +275,7 @@ class DpdkWorker final : public turn::RelayTransport {
   // - learned_: a source address and MAC HandleFrame already passed to the table (or found not
   //   on-link, or a gateway) this second; a repeat is skipped, as the table would ignore it.
   //   (One the table refused for want of room is tried again the next second, not sooner.)
+  //   Every Learn that changes the table clears the address's slot.
   // - resolved_: a destination whose next hop ResolveNextHop found REACHABLE or STALE without a
   //   request due this second, and that next hop's MAC. Every Learn that reaches the table and
   //   may change an answer (kCreated, kResolved, kUpdated) and every Sweep clear it.

@@ -529,7 +529,10 @@ TEST_P(DpdkWorkerQueuesTest, TwoWorkersRelayEveryAllocationBothWaysAndParkWhileA
 // The worker keeps its neighbour answers for the current second in front of the neighbour
 // table (DpdkWorker::learned_ and resolved_). A MAC that changes within that second is still
 // used from the next frame on: a client whose packets now come from another MAC (replies follow
-// them there), and a peer that announces a new MAC in an ARP request.
+// them there), a peer that announces a new MAC in an ARP request, and the peer's data frames
+// from its old MAC after that. (The steps take milliseconds, so they normally fall within one
+// second and exercise the memo; across a second boundary the memo is empty and the test checks
+// the table alone.)
 TEST_F(DpdkWorkerTest, ANeighborsNewMacIsUsedFromTheNextFrameOn) {
   Start(1, /*kernel_interface=*/false);
   const IpAddress client_ip = Ip("10.0.0.10");
@@ -586,6 +589,16 @@ TEST_F(DpdkWorkerTest, ANeighborsNewMacIsUsedFromTheNextFrameOn) {
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->info.dst(), a.peer);
   EXPECT_EQ(s->info.dst_mac, peer_moved);
+
+  // A data frame from the peer's old MAC after the announcement: learned from, as any on-link
+  // sender's frame is (the same source and MAC were already learned earlier this second).
+  s = relay(UdpFrame(a.peer, a.relayed, data));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.client);
+  s = relay(UdpFrame(a.client, server, channel_data, moved));
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->info.dst(), a.peer);
+  EXPECT_EQ(s->info.dst_mac, kHostMac);
   Stop();
   EXPECT_EQ(Total().tx_neighbor_pending, 0u);
 }
