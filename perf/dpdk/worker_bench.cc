@@ -288,6 +288,10 @@ std::vector<Patch> Patches(const std::vector<Bytes>& frames) {
 std::string CheckRelaying(dataplane::DpdkWorker& worker, const RingPort& port, rte_mempool* pool,
                           const std::vector<TurnAllocation>& allocations,
                           const std::vector<Bytes>& frames, uint32_t payload) {
+  // First what the handshakes left: a retransmitted request still queued, its late answer.
+  while (rte_ring_count(port.in) > 0) worker.Poll();
+  worker.Poll();
+  TakeAll(port);
   const TurnAllocation& a = allocations.back();
   const size_t i = 2 * (allocations.size() - 1);
   if (!Put(port, pool, frames[i]) || !Put(port, pool, frames[i + 1])) return "cannot queue";
@@ -319,9 +323,21 @@ std::string CheckRelaying(dataplane::DpdkWorker& worker, const RingPort& port, r
 
 struct Figures {
   double cycles_per_packet = 0;
-  uint64_t lost = 0;
+  bool short_run = false;        // the pool ran dry before `packets` frames went in
+  int64_t lost = 0;              // frames in minus frames out (negative: frames nobody put in)
   dataplane::IoCounters stages;  // the worker's sampled steps during the run (relay only)
 };
+
+// What went wrong in a round's two runs, for its line (empty: nothing).
+std::string Trouble(const Figures& forward, const Figures& relay) {
+  std::string t;
+  for (const auto& [name, f] : {std::pair{"forward", &forward}, std::pair{"relay", &relay}}) {
+    if (f->short_run) t += absl::StrFormat("  %s: SHORT RUN (mbuf pool empty)", name);
+    if (f->lost > 0) t += absl::StrFormat("  %s: %d FRAMES LOST", name, f->lost);
+    if (f->lost < 0) t += absl::StrFormat("  %s: %d UNEXPECTED FRAMES", name, -f->lost);
+  }
+  return t;
+}
 
 // `packets` frames through the port in bursts of 32: through the worker (relay) or forwarded
 // unchanged from RX to TX (the anchor).
@@ -364,8 +380,9 @@ Figures Run(dataplane::DpdkWorker* worker, const RingPort& port, rte_mempool* po
   }
   const uint64_t cycles = rte_rdtsc() - start;
   Figures f;
-  f.cycles_per_packet = static_cast<double>(cycles) / static_cast<double>(in);
-  f.lost = in - out;
+  f.short_run = in < packets;
+  f.cycles_per_packet = in > 0 ? static_cast<double>(cycles) / static_cast<double>(in) : 0;
+  f.lost = static_cast<int64_t>(in) - static_cast<int64_t>(out);
   if (worker != nullptr) {
     const dataplane::IoCounters& after = worker->counters();
     f.stages.stage_packets = after.stage_packets - before.stage_packets;
@@ -376,6 +393,103 @@ Figures Run(dataplane::DpdkWorker* worker, const RingPort& port, rte_mempool* po
     f.stages.stage_cycles_tx = after.stage_cycles_tx - before.stage_cycles_tx;
   }
   return f;
+}
+
+// The whole run inside an initialised EAL; the exit status.
+int Bench(const Options& o) {
+  rte_mempool* pool =
+      rte_pktmbuf_pool_create("wb_pool", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  const std::optional<RingPort> port = pool != nullptr ? OpenPort(pool) : std::nullopt;
+  if (!port) {
+    std::fprintf(stderr, "cannot create the mbuf pool or the ring port: %s\n",
+                 rte_strerror(rte_errno));
+    return 1;
+  }
+  // Stopped and closed on every way out (the EAL cleanup frees the rest).
+  struct PortCloser {
+    uint16_t id;
+    ~PortCloser() {
+      rte_eth_dev_stop(id);
+      rte_eth_dev_close(id);
+    }
+  } closer{port->id};
+  ServerConfig config;
+  config.listening_ips = {kNode};
+  config.relay_ips = {kNode};
+  config.dpdk_addresses = {{kNode, 24}};
+  config.listening_port = 3478;
+  config.min_port = 20000;
+  config.max_port = 39999;  // as perf/dpdk-bench.sh
+  config.realm = "bench.turnpike";
+  config.use_auth_secret = true;
+  config.static_auth_secrets = {"worker-bench-secret"};
+  config.unauth_rate = 0;
+  config.allowed_peer_ips = {{kPeer, kPeer}};
+  turn::NodeState node(config);
+  auto fabric = dataplane::DpdkFabric::Create(1, false, "wb", SOCKET_ID_ANY);
+  if (!fabric.ok()) {
+    std::fprintf(stderr, "%s\n", fabric.status().ToString().c_str());
+    return 1;
+  }
+  const std::atomic<bool> stop{false};
+  dataplane::DpdkWorker worker(0, config, &node, fabric->get(), port->id, 0, pool, kNodeMac,
+                               dataplane::ChecksumOffload{}, &stop);
+  worker.Start();
+
+  std::vector<TurnAllocation> allocations(o.allocations);
+  for (uint32_t i = 0; i < o.allocations; ++i) {
+    allocations[i].index = i;
+    allocations[i].client = {kClient, static_cast<uint16_t>(kClientPortBase + i)};
+    allocations[i].peer = {kPeer, static_cast<uint16_t>(kPeerPortBase + i)};
+  }
+  int rc = 1;
+  if (MakeAllocations(worker, *port, pool, allocations, config.static_auth_secrets[0])) {
+    const std::vector<Bytes> frames = Traffic(allocations, o.payload);
+    const std::vector<Patch> patches = Patches(frames);
+    const std::string problem = CheckRelaying(worker, *port, pool, allocations, frames, o.payload);
+    if (!problem.empty()) {
+      std::fprintf(stderr, "relaying check failed: %s\n", problem.c_str());
+    } else {
+      rc = 0;
+      const double ghz = static_cast<double>(rte_get_tsc_hz()) / 1e9;
+      std::printf(
+          "%u allocations, frames of %zu and %zu bytes alternating, %llu packets per "
+          "round and mode, TSC %.2f GHz, CPU %d\n",
+          o.allocations, frames[0].size(), frames[1].size(),
+          static_cast<unsigned long long>(o.packets), ghz, o.cpu);
+      Run(&worker, *port, pool, frames, patches, o.packets / 8);  // warm-up
+      struct Round {
+        double relay, forward;
+      };
+      std::vector<Round> rounds;
+      for (int r = 1; r <= o.rounds; ++r) {
+        const Figures fwd = Run(nullptr, *port, pool, frames, patches, o.packets);
+        const Figures rel = Run(&worker, *port, pool, frames, patches, o.packets);
+        const dataplane::IoCounters& s = rel.stages;
+        const double per = s.stage_packets > 0 ? static_cast<double>(s.stage_packets) : 1;
+        std::printf(
+            "ROUND %d forward_cycles=%.1f relay_cycles=%.1f own_cycles=%.1f "
+            "ratio=%.3f relay_mpps=%.2f  steps: rx=%.0f classify=%.0f engine=%.0f "
+            "build=%.0f tx=%.0f%s\n",
+            r, fwd.cycles_per_packet, rel.cycles_per_packet,
+            rel.cycles_per_packet - fwd.cycles_per_packet,
+            fwd.cycles_per_packet / rel.cycles_per_packet, ghz * 1e3 / rel.cycles_per_packet,
+            s.stage_cycles_rx / per, s.stage_cycles_classify / per, s.stage_cycles_engine / per,
+            s.stage_cycles_build / per, s.stage_cycles_tx / per, Trouble(fwd, rel).c_str());
+        if (!Trouble(fwd, rel).empty()) rc = 1;
+        rounds.push_back({rel.cycles_per_packet, fwd.cycles_per_packet});
+      }
+      std::sort(rounds.begin(), rounds.end(), [](const Round& a, const Round& b) {
+        return a.forward / a.relay < b.forward / b.relay;
+      });
+      const Round& m = rounds[rounds.size() / 2];
+      std::printf("RESULT relay_cycles=%.1f forward_cycles=%.1f own_cycles=%.1f ratio=%.3f\n",
+                  m.relay, m.forward, m.relay - m.forward, m.forward / m.relay);
+    }
+  }
+  worker.Finish();
+  TakeAll(*port);
+  return rc;
 }
 
 int Main(int argc, char** argv) {
@@ -406,96 +520,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const std::string runtime_dir = rte_eal_get_runtime_dir();
-  int rc = 1;
-  {
-    rte_mempool* pool =
-        rte_pktmbuf_pool_create("wb_pool", 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-    const std::optional<RingPort> port = pool != nullptr ? OpenPort(pool) : std::nullopt;
-    if (!port) {
-      std::fprintf(stderr, "cannot create the mbuf pool or the ring port: %s\n",
-                   rte_strerror(rte_errno));
-      return 1;
-    }
-    ServerConfig config;
-    config.listening_ips = {kNode};
-    config.relay_ips = {kNode};
-    config.dpdk_addresses = {{kNode, 24}};
-    config.listening_port = 3478;
-    config.min_port = 20000;
-    config.max_port = 39999;  // as perf/dpdk-bench.sh
-    config.realm = "bench.turnpike";
-    config.use_auth_secret = true;
-    config.static_auth_secrets = {"worker-bench-secret"};
-    config.unauth_rate = 0;
-    config.allowed_peer_ips = {{kPeer, kPeer}};
-    turn::NodeState node(config);
-    auto fabric = dataplane::DpdkFabric::Create(1, false, "wb", SOCKET_ID_ANY);
-    if (!fabric.ok()) {
-      std::fprintf(stderr, "%s\n", fabric.status().ToString().c_str());
-      return 1;
-    }
-    const std::atomic<bool> stop{false};
-    dataplane::DpdkWorker worker(0, config, &node, fabric->get(), port->id, 0, pool, kNodeMac,
-                                 dataplane::ChecksumOffload{}, &stop);
-    worker.Start();
-
-    std::vector<TurnAllocation> allocations(o.allocations);
-    for (uint32_t i = 0; i < o.allocations; ++i) {
-      allocations[i].index = i;
-      allocations[i].client = {kClient, static_cast<uint16_t>(kClientPortBase + i)};
-      allocations[i].peer = {kPeer, static_cast<uint16_t>(kPeerPortBase + i)};
-    }
-    if (MakeAllocations(worker, *port, pool, allocations, config.static_auth_secrets[0])) {
-      const std::vector<Bytes> frames = Traffic(allocations, o.payload);
-      const std::vector<Patch> patches = Patches(frames);
-      const std::string problem =
-          CheckRelaying(worker, *port, pool, allocations, frames, o.payload);
-      if (!problem.empty()) {
-        std::fprintf(stderr, "relaying check failed: %s\n", problem.c_str());
-      } else {
-        rc = 0;
-        const double ghz = static_cast<double>(rte_get_tsc_hz()) / 1e9;
-        std::printf(
-            "%u allocations, frames of %zu and %zu bytes alternating, %llu packets per "
-            "round and mode, TSC %.2f GHz, CPU %d\n",
-            o.allocations, frames[0].size(), frames[1].size(),
-            static_cast<unsigned long long>(o.packets), ghz, o.cpu);
-        Run(&worker, *port, pool, frames, patches, o.packets / 8);  // warm-up
-        struct Round {
-          double relay, forward;
-        };
-        std::vector<Round> rounds;
-        for (int r = 1; r <= o.rounds; ++r) {
-          const Figures fwd = Run(nullptr, *port, pool, frames, patches, o.packets);
-          const Figures rel = Run(&worker, *port, pool, frames, patches, o.packets);
-          const dataplane::IoCounters& s = rel.stages;
-          const double per = s.stage_packets > 0 ? static_cast<double>(s.stage_packets) : 1;
-          std::printf(
-              "ROUND %d forward_cycles=%.1f relay_cycles=%.1f own_cycles=%.1f "
-              "ratio=%.3f relay_mpps=%.2f  steps: rx=%.0f classify=%.0f engine=%.0f "
-              "build=%.0f tx=%.0f%s\n",
-              r, fwd.cycles_per_packet, rel.cycles_per_packet,
-              rel.cycles_per_packet - fwd.cycles_per_packet,
-              fwd.cycles_per_packet / rel.cycles_per_packet, ghz * 1e3 / rel.cycles_per_packet,
-              s.stage_cycles_rx / per, s.stage_cycles_classify / per, s.stage_cycles_engine / per,
-              s.stage_cycles_build / per, s.stage_cycles_tx / per,
-              rel.lost + fwd.lost > 0 ? "  LOST FRAMES" : "");
-          if (rel.lost + fwd.lost > 0) rc = 1;
-          rounds.push_back({rel.cycles_per_packet, fwd.cycles_per_packet});
-        }
-        std::sort(rounds.begin(), rounds.end(), [](const Round& a, const Round& b) {
-          return a.forward / a.relay < b.forward / b.relay;
-        });
-        const Round& m = rounds[rounds.size() / 2];
-        std::printf("RESULT relay_cycles=%.1f forward_cycles=%.1f own_cycles=%.1f ratio=%.3f\n",
-                    m.relay, m.forward, m.relay - m.forward, m.forward / m.relay);
-      }
-    }
-    worker.Finish();
-    TakeAll(*port);
-    rte_eth_dev_stop(port->id);
-    rte_eth_dev_close(port->id);
-  }
+  const int rc = Bench(o);
   rte_eal_cleanup();
   std::error_code ignored;
   std::filesystem::remove_all(runtime_dir, ignored);
