@@ -1,5 +1,6 @@
 #include "dataplane/packet/tx_headers.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/packet/checksum.h"
@@ -101,6 +102,14 @@ std::optional<Prepended> PrependUdpHeaders(std::span<uint8_t> buffer, size_t pay
   }
   Store16(udp->checksum, checksum);
   return Prepended{frame_offset, static_cast<uint8_t>(l2_length), static_cast<uint8_t>(l3_length)};
+}
+
+std::vector<uint8_t> BuildUdpFrame(std::span<const uint8_t> payload, const UdpTxParams& params) {
+  const size_t room = UdpHeadersSize(params);
+  std::vector<uint8_t> frame(room + payload.size());
+  std::copy(payload.begin(), payload.end(), frame.begin() + static_cast<std::ptrdiff_t>(room));
+  if (!PrependUdpHeaders(frame, room, payload.size(), params)) return {};
+  return frame;
 }
 
 bool RewriteUdpEndpoints(std::span<uint8_t> frame, const FrameInfo& info,

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "dataplane/packet/frame.h"
 #include "dataplane/packet/wire.h"
@@ -70,6 +71,11 @@ size_t UdpHeadersSize(const UdpTxParams& params);
 // above 65535), or the addresses' families differ.
 std::optional<Prepended> PrependUdpHeaders(std::span<uint8_t> buffer, size_t payload_offset,
                                            size_t payload_length, const UdpTxParams& params);
+
+// A whole frame carrying `payload`, headers as PrependUdpHeaders writes them, in a buffer of its
+// own (tests and load generators; the packet path prepends in place). Empty where
+// PrependUdpHeaders refuses `params`.
+std::vector<uint8_t> BuildUdpFrame(std::span<const uint8_t> payload, const UdpTxParams& params);
 
 // IPv4 header without options at `p` (20 bytes); checksum computed unless `checksum_offload`.
 void WriteIpv4Header(uint8_t* p, uint8_t tos, uint16_t total_length, uint16_t id,

@@ -112,18 +112,12 @@ bool ParseOptions(int argc, char** argv, Options* o) {
 // kernel-stack client sends).
 Bytes UdpFrame(const SocketAddress& src, const SocketAddress& dst,
                std::span<const uint8_t> payload) {
-  constexpr size_t kRoom = 64;
-  Bytes buf(kRoom + payload.size());
-  std::memcpy(buf.data() + kRoom, payload.data(), payload.size());
   packet::UdpTxParams params;
   params.src_mac = kHostMac;
   params.dst_mac = kNodeMac;
   params.src = src;
   params.dst = dst;
-  const std::optional<packet::Prepended> p =
-      packet::PrependUdpHeaders(buf, kRoom, payload.size(), params);
-  if (!p) return {};
-  return Bytes(buf.begin() + static_cast<std::ptrdiff_t>(p->frame_offset), buf.end());
+  return packet::BuildUdpFrame(payload, params);
 }
 
 // The port: RX queue 0 is `in` (we enqueue), TX queue 0 is `out` (we dequeue).
@@ -466,6 +460,7 @@ int Bench(const Options& o) {
         const Figures fwd = Run(nullptr, *port, pool, frames, patches, o.packets);
         const Figures rel = Run(&worker, *port, pool, frames, patches, o.packets);
         const dataplane::IoCounters& s = rel.stages;
+        const std::string trouble = Trouble(fwd, rel);
         const double per = s.stage_packets > 0 ? static_cast<double>(s.stage_packets) : 1;
         std::printf(
             "ROUND %d forward_cycles=%.1f relay_cycles=%.1f own_cycles=%.1f "
@@ -475,8 +470,8 @@ int Bench(const Options& o) {
             rel.cycles_per_packet - fwd.cycles_per_packet,
             fwd.cycles_per_packet / rel.cycles_per_packet, ghz * 1e3 / rel.cycles_per_packet,
             s.stage_cycles_rx / per, s.stage_cycles_classify / per, s.stage_cycles_engine / per,
-            s.stage_cycles_build / per, s.stage_cycles_tx / per, Trouble(fwd, rel).c_str());
-        if (!Trouble(fwd, rel).empty()) rc = 1;
+            s.stage_cycles_build / per, s.stage_cycles_tx / per, trouble.c_str());
+        if (!trouble.empty()) rc = 1;
         rounds.push_back({rel.cycles_per_packet, fwd.cycles_per_packet});
       }
       std::sort(rounds.begin(), rounds.end(), [](const Round& a, const Round& b) {

@@ -160,18 +160,12 @@ struct RingPort {
 Bytes UdpFrame(const SocketAddress& src, const SocketAddress& dst, std::span<const uint8_t> payload,
                const packet::MacAddress& src_mac = kHostMac,
                const packet::MacAddress& dst_mac = kNodeMac) {
-  constexpr size_t kRoom = 64;
-  Bytes buf(kRoom + payload.size());
-  std::memcpy(buf.data() + kRoom, payload.data(), payload.size());
   packet::UdpTxParams params;
   params.src_mac = src_mac;
   params.dst_mac = dst_mac;
   params.src = src;
   params.dst = dst;
-  const std::optional<packet::Prepended> p =
-      packet::PrependUdpHeaders(buf, kRoom, payload.size(), params);
-  if (!p) return {};
-  return Bytes(buf.begin() + static_cast<std::ptrdiff_t>(p->frame_offset), buf.end());
+  return packet::BuildUdpFrame(payload, params);
 }
 
 // A parsed UDP frame the worker sent, with its checksums checked.

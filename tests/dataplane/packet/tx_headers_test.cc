@@ -74,6 +74,17 @@ TEST(PrependUdpHeaders, ReproducesTheIpv6Vector) {
   EXPECT_EQ(FrameOf(buffer, *where), ToBytes(testdata::kUdp6Frame));
 }
 
+TEST(BuildUdpFrame, IsThePayloadWithPrependUdpHeadersHeaders) {
+  EXPECT_EQ(BuildUdpFrame(testing::kStunPayload, PeerToUs(false)), ToBytes(testdata::kUdp4Frame));
+  EXPECT_EQ(BuildUdpFrame(testing::kStunPayload, PeerToUs(true)), ToBytes(testdata::kUdp6Frame));
+  UdpTxParams tagged = PeerToUs(false);
+  tagged.vlan_tci = 0xa064;
+  EXPECT_EQ(BuildUdpFrame(testing::kStunPayload, tagged), ToBytes(testdata::kUdp4VlanFrame));
+  UdpTxParams mixed = PeerToUs(false);
+  mixed.dst = PeerToUs(true).dst;  // families differ: refused
+  EXPECT_TRUE(BuildUdpFrame(testing::kStunPayload, mixed).empty());
+}
+
 TEST(PrependUdpHeaders, OffloadModeLeavesThePseudoHeaderSum) {
   for (bool v6 : {false, true}) {
     Bytes buffer = WithHeadroom(testing::kStunPayload);
