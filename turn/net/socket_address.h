@@ -25,7 +25,7 @@ struct IpAddress {
   std::array<uint8_t, 16> bytes{};
 
   static IpAddress V4(uint32_t host_order);
-  static IpAddress V4Bytes(const uint8_t b[4]) {  // inline: two per received frame
+  static IpAddress V4Bytes(const uint8_t b[4]) {  // inline: per STUN address attribute
     IpAddress a;
     a.family = AddressFamily::kIPv4;
     std::memcpy(a.bytes.data(), b, 4);
