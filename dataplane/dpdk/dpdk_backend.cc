@@ -331,6 +331,41 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
                  "counted (rx_not_for_relay)");
   }
   b->node_ = std::make_unique<turn::NodeState>(cfg);
+  // TURN over TCP / TLS: only the node's kernel can terminate the connections here, so only
+  // with the exception path. The stream host is the last worker, and the kernel gets UDP to the
+  // relay ports it opens.
+  const bool tls = !cfg.no_tls && !cfg.cert_file.empty();
+  if (b->kernel_port_ >= 0 && (!cfg.no_tcp || tls)) {
+    StreamHostOptions host;
+    host.node = b->node_.get();
+    host.worker_index = workers;
+    host.worker_count = workers + 1;
+    absl::StatusOr<std::unique_ptr<UringBackend>> streams =
+        UringBackend::CreateStreamHost(cfg, host);
+    if (!streams.ok()) {
+      return absl::Status(streams.status().code(),
+                          absl::StrFormat("TURN over TCP/TLS from the kernel side (no-tcp and "
+                                          "no-tls turn it off): %s",
+                                          streams.status().message()));
+    }
+    b->streams_ = *std::move(streams);
+    b->fabric_->kernel_relays = true;
+    b->fabric_->engines = workers + 1;
+    std::string what;
+    if (b->streams_->tcp_enabled()) what = absl::StrFormat("TCP on port %d", cfg.listening_port);
+    if (b->streams_->tls_listening_port() != 0) {
+      absl::StrAppendFormat(&what, "%sTLS on port %d", what.empty() ? "" : " and ",
+                            b->streams_->tls_listening_port());
+    }
+    spdlog::info(
+        "DPDK: TURN over {} served by the node's kernel through {} (worker {}); relays of "
+        "those allocations are kernel sockets too, and UDP to relay ports the data plane has "
+        "not opened goes to the kernel",
+        what, cfg.dpdk_kernel_interface, workers);
+  } else if (!cfg.no_tcp || tls) {
+    spdlog::info("DPDK: no TURN over TCP or TLS (it needs dpdk-kernel-interface: the node's "
+                 "kernel terminates the connections)");
+  }
   if (own_queues) {
     // Each worker's engine takes relay ports from a range of its own, and rte_flow rules put
     // peer packets for that range on the worker's queue, where the port can.
@@ -382,6 +417,7 @@ DpdkBackend::~DpdkBackend() {
     std::lock_guard lock(g_backend_mu);
     if (g_backend == this) g_backend = nullptr;
   }
+  streams_.reset();  // its engine uses node_
   workers_.clear();
   fabric_.reset();  // frames still in the rings go back to the pool before the port closes
   if (kernel_port_ >= 0) {  // closing the TAP port removes its interface
@@ -402,13 +438,18 @@ void DpdkBackend::Start() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     rte_eal_remote_launch(LaunchWorker, workers_[i].get(), lcores_[i]);
   }
+  if (streams_) streams_->Start();
 }
 
-void DpdkBackend::Stop() { stop_.store(true, std::memory_order_relaxed); }
+void DpdkBackend::Stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (streams_) streams_->Stop();
+}
 
 void DpdkBackend::Join() {
   if (!started_ || joined_) return;
   for (unsigned lcore : lcores_) rte_eal_wait_lcore(lcore);
+  if (streams_) streams_->Join();
   joined_ = true;
 }
 
@@ -419,14 +460,17 @@ std::vector<SocketAddress> DpdkBackend::listening_addresses() const {
 }
 
 const turn::EngineCounters& DpdkBackend::engine_counters(size_t worker) const {
+  if (worker == workers_.size()) return streams_->engine_counters(0);
   return workers_[worker]->engine_counters();
 }
 
 const IoCounters& DpdkBackend::io_counters(size_t worker) const {
+  if (worker == workers_.size()) return streams_->io_counters(0);
   return workers_[worker]->counters();
 }
 
 bool DpdkBackend::Post(size_t worker, WorkerCommand command) {
+  if (worker == workers_.size() && streams_) return streams_->Post(0, std::move(command));
   if (worker >= workers_.size()) return false;
   workers_[worker]->Post(std::move(command));  // the worker polls; no wake-up needed
   return true;
@@ -435,6 +479,16 @@ bool DpdkBackend::Post(size_t worker, WorkerCommand command) {
 void DpdkBackend::SetEventCallback(WorkerEventCallback callback) {
   event_callback_ = std::move(callback);
   for (auto& w : workers_) w->SetEventCallback(&event_callback_);
+  if (streams_) streams_->SetEventCallback(event_callback_);
+}
+
+absl::Status DpdkBackend::ReloadTls(const ServerConfig& config) {
+  if (streams_) return streams_->ReloadTls(config);
+  if (!config.cert_file.empty() && !config.no_tls) {
+    return absl::FailedPreconditionError(
+        "TLS was off at start-up; restart turnpiked to open the TLS listener");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace turnpike::dataplane

@@ -7,13 +7,18 @@
 //                                          \--> anything else: to the kernel through the
 //                                               dpdk-kernel-interface TAP port, or dropped and
 //                                               counted (rx_exception)
-//   TxBatch --> new mbuf: payload, then Ethernet/IP/UDP headers prepended in its headroom
-//           --> next hop from the neighbour table (ARP / ND, or the gateway) --> rte_eth_tx_burst
+//   TxBatch --> the received mbuf reused (or a new one): Ethernet/IP/UDP headers prepended in
+//           its headroom --> next hop from the neighbour table (ARP / ND, or the gateway)
+//           --> rte_eth_tx_burst
 //
-// One worker per non-main lcore. The port has one RX/TX queue pair; with several workers,
-// worker 0 distributes frames to their owners in software (dpdk_worker.h). Status (issue 4, in
-// progress): no RSS / rte_flow steering; TX copies the payload once. docs/dpdk.md says how to
-// run it and what is missing.
+// One worker per non-main lcore: a queue pair each where the port has RSS (relay ports steered
+// by rte_flow where it can), else worker 0 polls the one pair and hands frames to their owners
+// in software (dpdk_worker.h).
+//
+// TURN over TCP and TLS: with dpdk-kernel-interface, a stream host (uring_backend.h) serves the
+// connections from the node's kernel, which gets them through the exception path; the relays of
+// their allocations are kernel sockets, reached the same way. It counts as the last worker.
+// docs/dpdk.md says how to run it all and what is missing.
 #pragma once
 
 #include <atomic>
@@ -23,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "dataplane/backend.h"
+#include "dataplane/uring/uring_backend.h"
 
 namespace turnpike::dataplane {
 
@@ -47,11 +53,16 @@ class DpdkBackend final : public Backend {
   std::vector<SocketAddress> listening_addresses() const override;
   const std::vector<IpAddress>& relay_ips() const override { return config_.relay_ips; }
   turn::NodeState& node_state() override { return *node_; }
-  size_t worker_count() const override { return workers_.size(); }
+  size_t worker_count() const override { return workers_.size() + (streams_ ? 1 : 0); }
   const turn::EngineCounters& engine_counters(size_t worker) const override;
   const IoCounters& io_counters(size_t worker) const override;
   bool Post(size_t worker, WorkerCommand command) override;
   void SetEventCallback(WorkerEventCallback callback) override;
+  uint16_t tls_listening_port() const override {
+    return streams_ ? streams_->tls_listening_port() : 0;
+  }
+  bool tcp_enabled() const override { return streams_ && streams_->tcp_enabled(); }
+  absl::Status ReloadTls(const ServerConfig& config) override;
 
  private:
   DpdkBackend() = default;
@@ -60,6 +71,9 @@ class DpdkBackend final : public Backend {
   std::unique_ptr<turn::NodeState> node_;
   std::unique_ptr<DpdkFabric> fabric_;  // the workers' rings and relay-port owners
   std::vector<std::unique_ptr<DpdkWorker>> workers_;
+  // TURN over TCP / TLS from the kernel side (null without dpdk-kernel-interface, or with
+  // both off); worker workers_.size(). Uses node_.
+  std::unique_ptr<UringBackend> streams_;
   std::vector<unsigned> lcores_;
   uint16_t port_ = 0;
   int kernel_port_ = -1;  // dpdk-kernel-interface's TAP port

@@ -122,7 +122,7 @@ DpdkWorker::DpdkWorker(uint32_t index, const ServerConfig& config, turn::NodeSta
   turn::EngineOptions options;
   options.worker_index = index;
   options.max_allocations = PerWorkerAllocations(config.max_allocations, fabric_->workers);
-  options.worker_count = fabric_->workers;
+  options.worker_count = fabric_->engines != 0 ? fabric_->engines : fabric_->workers;
   engine_ = std::make_unique<turn::Engine>(config, options, node, this);
   engine_->SetEventSink(&events_);
 }
@@ -463,11 +463,13 @@ void DpdkWorker::ShareNeighborFrame(rte_mbuf* m) {
 bool DpdkWorker::RelayOwns(const packet::FrameInfo& info) const {
   if (!info.is_ip() || !packet::IsOurAddress(ours_, info.dst_ip)) return false;
   // Fragments and IPv6 extension headers are not reassembled or walked here; the kernel has no
-  // socket for the relay's ports either, so it would only answer "port unreachable".
+  // socket for the relay's ports either (unless it hosts stream clients' relays: their peers'
+  // fragments are lost), so it would only answer "port unreachable".
   if (info.fragment || info.ipv6_extension_headers) return true;
   return info.l4_protocol == kProtoUdp &&
          (info.dst_port == config_.listening_port ||
-          (info.dst_port >= config_.min_port && info.dst_port <= config_.max_port));
+          (!fabric_->kernel_relays && info.dst_port >= config_.min_port &&
+           info.dst_port <= config_.max_port));
 }
 
 void DpdkWorker::NotForRelay(rte_mbuf* m, const packet::FrameInfo& info) {

@@ -83,6 +83,12 @@ struct DpdkFabric {
   int kernel_port = -1;
   // Several workers: frames for the kernel from workers other than 0 (many producers).
   rte_ring* to_kernel = nullptr;
+  // The kernel hosts relays too (TURN over TCP / TLS behind the exception path): UDP to a relay
+  // port that no worker has open goes to the kernel rather than being dropped.
+  bool kernel_relays = false;
+  // Engines of the node when more than the workers (a kernel-side stream host's too): each
+  // engine's share of bps-capacity. 0: the workers'.
+  uint32_t engines = 0;
 
   // With several workers, their rings (named `prefix`_rx_<w>, _tx_<w>, _kernel) and the owner
   // table.

@@ -96,7 +96,9 @@ std::string BindError(const SocketAddress& addr, int err, std::string_view what)
 
 // A UDP socket bound to `addr`. `reuseport` joins the address's SO_REUSEPORT group, in which the
 // kernel hashes each client 5-tuple to one socket, i.e. one worker.
-absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::string_view what) {
+// `nonlocal`: the address need not be on an interface yet (AllowNonLocalBind).
+absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::string_view what,
+                            bool nonlocal = false) {
   const int domain = addr.ip.is_v4() ? AF_INET : AF_INET6;
   const int fd = socket(domain, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
   if (fd < 0) {
@@ -104,6 +106,7 @@ absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::stri
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (nonlocal) AllowNonLocalBind(fd, domain);
   if (reuseport) {
     SizeSocketBuffers(fd, kListenerRcvBuf, kListenerSndBuf);
   }
@@ -126,7 +129,8 @@ absl::StatusOr<int> BindUdp(const SocketAddress& addr, bool reuseport, std::stri
 
 // A listening TCP socket bound to `addr` (TURN over TCP or TLS). `reuseport` as for BindUdp: the
 // kernel hashes each connection to one worker's socket.
-absl::StatusOr<int> BindTcp(const SocketAddress& addr, bool reuseport, std::string_view what) {
+absl::StatusOr<int> BindTcp(const SocketAddress& addr, bool reuseport, std::string_view what,
+                            bool nonlocal = false) {
   const int domain = addr.ip.is_v4() ? AF_INET : AF_INET6;
   const int fd = socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) {
@@ -134,6 +138,7 @@ absl::StatusOr<int> BindTcp(const SocketAddress& addr, bool reuseport, std::stri
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (nonlocal) AllowNonLocalBind(fd, domain);
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));  // restart over TIME_WAIT
   if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
     const int err = errno;
@@ -209,10 +214,32 @@ UringBackend::~UringBackend() {
 
 absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerConfig& config,
                                                                    const UringLimits& limits) {
+  return Build(config, limits, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::CreateStreamHost(
+    const ServerConfig& config, const StreamHostOptions& options, const UringLimits& limits) {
+  const bool tls = !config.no_tls && !config.cert_file.empty();
+  if (config.no_tcp && !tls) return std::unique_ptr<UringBackend>();
+  if (options.node == nullptr || config.listening_ips.empty() || config.relay_ips.empty() ||
+      config.listening_port == 0) {
+    return absl::InvalidArgumentError(
+        "a stream host needs the node state, listening and relay addresses and the port");
+  }
+  return Build(config, limits, &options);
+}
+
+absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Build(const ServerConfig& config,
+                                                                  const UringLimits& limits,
+                                                                  const StreamHostOptions* host) {
   if (absl::Status s = CheckKernel(); !s.ok()) return s;
   std::unique_ptr<UringBackend> backend(new UringBackend());
   ServerConfig& cfg = backend->config_;
   cfg = config;
+  // A stream host's addresses are the other backend's (bound before they reach an interface),
+  // and UDP to the listening port is that backend's.
+  const bool nonlocal = host != nullptr;
+  if (host != nullptr) cfg.no_udp = true;
 
   bool auto_listen = false;
   if (cfg.listening_ips.empty()) {
@@ -235,17 +262,23 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   }
 
   const uint32_t workers =
-      cfg.worker_threads > 0 ? cfg.worker_threads
-                             : std::max(1u, std::thread::hardware_concurrency());
+      host != nullptr          ? 1
+      : cfg.worker_threads > 0 ? cfg.worker_threads
+                               : std::max(1u, std::thread::hardware_concurrency());
   // max-allocations is enforced node-wide (NodeState); each worker's table is sized by
   // PerWorkerAllocations (the kernel's SO_REUSEPORT hash does not spread clients perfectly).
-  const uint32_t per_worker = PerWorkerAllocations(cfg.max_allocations, workers);
+  const uint32_t node_workers = host != nullptr ? host->worker_count : workers;
+  const uint32_t per_worker = PerWorkerAllocations(cfg.max_allocations, node_workers);
 
   // Pick the port with a probe socket outside the SO_REUSEPORT group. A plain bind fails when
   // anyone holds the port, even another process with SO_REUSEPORT that our group would
   // otherwise silently share traffic with. It also lets listening_port 0 pick a free port.
   std::vector<IpAddress> usable;
   for (const IpAddress& ip : cfg.listening_ips) {
+    if (host != nullptr) {  // the port is given, and UDP on it is not ours
+      usable.push_back(ip);
+      continue;
+    }
     absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, cfg.listening_port}, false,
                                         "listening-ip");
     if (!probe.ok()) {
@@ -286,7 +319,7 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
   for (const IpAddress& ip : cfg.listening_ips) {
     if (cfg.no_tcp) break;
     absl::StatusOr<int> probe = BindTcp(SocketAddress{ip, cfg.listening_port}, false,
-                                        "listening-port");
+                                        "listening-port", nonlocal);
     if (!probe.ok()) return probe.status();
     close(*probe);
   }
@@ -297,7 +330,7 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
     backend->tls_ = *std::move(ctx);
     for (const IpAddress& ip : cfg.listening_ips) {
       absl::StatusOr<int> probe = BindTcp(SocketAddress{ip, cfg.tls_listening_port}, false,
-                                          "tls-listening-port");
+                                          "tls-listening-port", nonlocal);
       if (!probe.ok()) return probe.status();
       if (cfg.tls_listening_port == 0) cfg.tls_listening_port = BoundPort(*probe);
       close(*probe);
@@ -309,7 +342,7 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
 
   // A relay IP that is not on this host would fail every Allocate with 508; say so now.
   for (const IpAddress& ip : cfg.relay_ips) {
-    absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, 0}, false, "relay-ip");
+    absl::StatusOr<int> probe = BindUdp(SocketAddress{ip, 0}, false, "relay-ip", nonlocal);
     if (!probe.ok()) return probe.status();
     close(*probe);
   }
@@ -321,10 +354,17 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
                  uint64_t{workers} * (cfg.listening_ips.size() * 3 + 4) + 64 +
                  (streams ? cfg.stream_max_connections : 0));
 
-  backend->node_ = std::make_unique<turn::NodeState>(cfg);
+  if (host != nullptr) {
+    backend->node_ = host->node;
+  } else {
+    backend->own_node_ = std::make_unique<turn::NodeState>(cfg);
+    backend->node_ = backend->own_node_.get();
+  }
   for (uint32_t w = 0; w < workers; ++w) {
-    auto worker = std::make_unique<UringWorker>(w, limits, &backend->stop_);
+    const uint32_t index = host != nullptr ? host->worker_index : w;
+    auto worker = std::make_unique<UringWorker>(index, limits, &backend->stop_);
     if (absl::Status s = worker->Init(); !s.ok()) return s;
+    worker->SetNonLocalRelays(nonlocal);
     for (const IpAddress& ip : cfg.listening_ips) {
       const SocketAddress addr{ip, cfg.listening_port};
       if (!cfg.no_udp) {
@@ -333,23 +373,24 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Create(const ServerC
         worker->AddListener(*fd, addr);
       }
       if (!cfg.no_tcp) {
-        absl::StatusOr<int> fd = BindTcp(addr, /*reuseport=*/true, "listening-port");
+        absl::StatusOr<int> fd = BindTcp(addr, /*reuseport=*/true, "listening-port", nonlocal);
         if (!fd.ok()) return fd.status();
         worker->AddStreamListener(*fd, addr, /*tls=*/false);
       }
       if (tls) {
         const SocketAddress tls_addr{ip, cfg.tls_listening_port};
-        absl::StatusOr<int> fd = BindTcp(tls_addr, /*reuseport=*/true, "tls-listening-port");
+        absl::StatusOr<int> fd =
+            BindTcp(tls_addr, /*reuseport=*/true, "tls-listening-port", nonlocal);
         if (!fd.ok()) return fd.status();
         worker->AddStreamListener(*fd, tls_addr, /*tls=*/true);
       }
     }
     worker->SetTlsContext(backend->tls_.get());
     turn::EngineOptions options;
-    options.worker_index = w;
+    options.worker_index = index;
     options.max_allocations = per_worker;
-    options.worker_count = workers;
-    worker->CreateEngine(backend->config_, options, backend->node_.get());
+    options.worker_count = node_workers;
+    worker->CreateEngine(backend->config_, options, backend->node_);
     backend->workers_.push_back(std::move(worker));
   }
   return backend;

@@ -52,6 +52,17 @@ struct UringLimits {
 
 using UringCounters = IoCounters;
 
+// TURN over TCP and TLS for a node whose UDP another backend serves: backend=dpdk with
+// dpdk-kernel-interface, where the node's kernel holds the data plane's addresses on the TAP
+// interface. One worker with the stream listeners only; the relays of its allocations are kernel
+// sockets too, reached through that backend's exception path. Sockets are bound with IP_FREEBIND:
+// the addresses reach the TAP interface only after start-up.
+struct StreamHostOptions {
+  turn::NodeState* node = nullptr;  // the other backend's: one pool of relay ports and quotas
+  uint32_t worker_index = 0;        // after the other backend's workers (allocation ids, events)
+  uint32_t worker_count = 1;        // the node's workers, this one included (bps-capacity share)
+};
+
 class UringWorker;
 
 class UringBackend final : public Backend {
@@ -66,6 +77,11 @@ class UringBackend final : public Backend {
   // (loopback only when nothing else of that family exists).
   static absl::StatusOr<std::unique_ptr<UringBackend>> Create(const ServerConfig& config,
                                                               const UringLimits& limits = {});
+  // The stream host above. `config` gives the listening and relay addresses (none picked here)
+  // and the listening port. Null when the configuration turns both TCP and TLS off.
+  static absl::StatusOr<std::unique_ptr<UringBackend>> CreateStreamHost(
+      const ServerConfig& config, const StreamHostOptions& options,
+      const UringLimits& limits = {});
   ~UringBackend() override;  // stops and joins if still running
   UringBackend(const UringBackend&) = delete;
   UringBackend& operator=(const UringBackend&) = delete;
@@ -98,9 +114,14 @@ class UringBackend final : public Backend {
 
  private:
   UringBackend();
+  // Create, or CreateStreamHost when `host` is set.
+  static absl::StatusOr<std::unique_ptr<UringBackend>> Build(const ServerConfig& config,
+                                                             const UringLimits& limits,
+                                                             const StreamHostOptions* host);
 
   ServerConfig config_;  // effective; engines hold a reference, so it never moves
-  std::unique_ptr<turn::NodeState> node_;
+  std::unique_ptr<turn::NodeState> own_node_;  // null for a stream host
+  turn::NodeState* node_ = nullptr;
   std::unique_ptr<TlsContext> tls_;  // null when TLS is off
   std::vector<std::unique_ptr<UringWorker>> workers_;
   std::vector<std::thread> threads_;

@@ -289,6 +289,7 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
   }
   const int on = 1;
   if (domain == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (nonlocal_relays_) AllowNonLocalBind(fd, domain);
   SizeSocketBuffers(fd, kRelayRcvBuf, kRelaySndBuf);
   // Let the kernel fragment rather than fail sends on a cached path MTU, unless the client asks
   // for DONT-FRAGMENT (SetDontFragment).

@@ -45,6 +45,8 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   void AddStreamListener(int fd, const SocketAddress& local, bool tls);
   // Not owned; set before Run() when a TLS listener exists.
   void SetTlsContext(const TlsContext* tls) { tls_ = tls; }
+  // Relay sockets may bind an address not on an interface yet (a stream host's, uring_backend.h).
+  void SetNonLocalRelays(bool on) { nonlocal_relays_ = on; }
   // Creates this worker's engine. `config` and `node` must outlive the worker.
   void CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
                     turn::NodeState* node);
@@ -197,6 +199,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   std::vector<uint8_t> stream_scratch_;     // TLS plaintext being framed
   std::vector<uint8_t> stream_tx_scratch_;  // one outgoing message assembled for SSL_write
   const TlsContext* tls_ = nullptr;
+  bool nonlocal_relays_ = false;
   turn::NodeState* node_ = nullptr;
   const ServerConfig* config_ = nullptr;
   uint64_t next_stream_sweep_ns_ = 0;

@@ -189,7 +189,9 @@ std::optional<Sent> ParseUdp(const Bytes& frame) {
 class DpdkWorkerTest : public ::testing::Test {
  protected:
   // `own_queues`: a queue pair per worker (otherwise one, shared through worker 0).
-  void Start(uint32_t workers, bool kernel_interface, bool own_queues = false) {
+  // `kernel_relays`: the kernel hosts relays too (a stream host, as dpdk_backend.cc sets up).
+  void Start(uint32_t workers, bool kernel_interface, bool own_queues = false,
+             bool kernel_relays = false) {
     config_.listening_ips = {kNode};
     config_.relay_ips = {kNode};
     config_.dpdk_addresses = {{kNode, 24}};
@@ -211,6 +213,7 @@ class DpdkWorkerTest : public ::testing::Test {
     ASSERT_TRUE(fabric.ok()) << fabric.status();
     fabric_ = *std::move(fabric);
     fabric_->kernel_port = kernel_interface ? kernel_.id : -1;
+    fabric_->kernel_relays = kernel_relays;
     for (uint32_t w = 0; w < workers; ++w) {
       workers_.push_back(std::make_unique<DpdkWorker>(
           w, config_, node_.get(), fabric_.get(), port_.id,
@@ -224,6 +227,27 @@ class DpdkWorkerTest : public ::testing::Test {
     stop_.store(true);
     for (std::thread& t : threads_) t.join();
     threads_.clear();
+  }
+
+  // UDP to a relay port no worker has open is dropped, since the kernel has no socket there
+  // either, unless the kernel hosts relays (TURN over TCP / TLS from the kernel side). UDP to
+  // the listening port stays the data plane's either way.
+  void ExpectUnopenedRelayPortGoesToTheKernel(bool kernel_relays) {
+    Start(1, /*kernel_interface=*/true, /*own_queues=*/false, kernel_relays);
+    const uint8_t data[] = {'p', 'e', 'e', 'r'};
+    const Bytes to_relay = UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 20123}, data);
+    port_.Put(to_relay);
+    if (kernel_relays) {
+      EXPECT_EQ(kernel_.Take(), to_relay);  // unchanged
+    } else {
+      EXPECT_TRUE(kernel_.Take(std::chrono::milliseconds(200)).empty());
+    }
+    // Not STUN: the engine drops it, and it never reaches the kernel.
+    port_.Put(UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 3478}, data));
+    EXPECT_TRUE(kernel_.Take(std::chrono::milliseconds(200)).empty());
+    Stop();
+    EXPECT_EQ(Total().to_kernel, kernel_relays ? 1u : 0u);
+    EXPECT_EQ(Total().rx_exception, kernel_relays ? 0u : 1u);
   }
 
   void TearDown() override {
@@ -386,6 +410,14 @@ TEST_F(DpdkWorkerTest, ExceptionPathHandsTheKernelWhatIsNotForTheRelayAndSendsIt
   EXPECT_EQ(Total().to_kernel, 1u);
   EXPECT_EQ(Total().from_kernel, 1u);
   EXPECT_EQ(Total().rx_exception, 0u);
+}
+
+TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreDroppedWhenTheKernelHostsNoRelays) {
+  ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/false);
+}
+
+TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreTheKernelsWhenItHostsRelays) {
+  ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/true);
 }
 
 // Own queues: worker 1 answers ARP on its queue and passes what is not for the relay to the

@@ -391,5 +391,66 @@ TEST(UringBackendCreate, RefusesWildcardListeningAddresses) {
   EXPECT_TRUE(absl::IsInvalidArgument(created.status())) << created.status();
 }
 
+// The stream host of backend=dpdk (uring_backend.h): binds the data plane's addresses before
+// the kernel has them, listens for TCP only (UDP on the port is the data plane's), and takes
+// relay ports from the node state it is given.
+TEST(UringBackendStreamHost, ListensOnAnAddressTheKernelDoesNotHaveYet) {
+  ServerConfig config;
+  const IpAddress ip = *IpAddress::Parse("192.0.2.1");  // TEST-NET-1: bind only, no traffic
+  config.listening_ips = {ip};
+  config.relay_ips = {ip};
+  config.listening_port = 34781;
+  config.no_auth = true;
+  turn::NodeState node(config);
+  StreamHostOptions host;
+  host.node = &node;
+  host.worker_index = 2;
+  host.worker_count = 3;
+  auto created = UringBackend::CreateStreamHost(config, host);
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_NE(*created, nullptr);
+  UringBackend& b = **created;
+  EXPECT_EQ(b.worker_count(), 1u);
+  EXPECT_TRUE(b.tcp_enabled());
+  EXPECT_EQ(b.tls_listening_port(), 0);  // no certificate
+  EXPECT_EQ(&b.node_state(), &node);
+  EXPECT_TRUE(b.config().no_udp);
+  // UDP on the port stays free for the data plane: a socket of ours can take it.
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(fd, 0);
+  const int on = 1;
+  ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &on, sizeof(on)), 0);
+  sockaddr_storage ss;
+  const socklen_t len = SocketAddress{ip, config.listening_port}.ToSockaddr(&ss);
+  EXPECT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&ss), len), 0) << strerror(errno);
+  close(fd);
+  b.Start();
+  b.Stop();
+  b.Join();
+  // Without IP_FREEBIND the same address is refused (the kernel-socket backend proper).
+  config.worker_threads = 1;
+  auto plain = UringBackend::Create(config);
+  EXPECT_FALSE(plain.ok());
+}
+
+TEST(UringBackendStreamHost, IsNullWithTcpAndTlsOffAndNeedsTheNodeState) {
+  ServerConfig config;
+  config.listening_ips = {kLoopback};
+  config.relay_ips = {kLoopback};
+  config.listening_port = 34782;
+  config.no_auth = true;
+  turn::NodeState node(config);
+  StreamHostOptions host;
+  host.node = &node;
+  config.no_tcp = true;  // and no certificate: no TLS
+  auto none = UringBackend::CreateStreamHost(config, host);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, nullptr);
+  config.no_tcp = false;
+  host.node = nullptr;
+  auto orphan = UringBackend::CreateStreamHost(config, host);
+  EXPECT_TRUE(absl::IsInvalidArgument(orphan.status())) << orphan.status();
+}
+
 }  // namespace
 }  // namespace turnpike::dataplane

@@ -14,7 +14,8 @@
 # through the data plane; the kernel's own ping of the client goes out and its replies come back
 # (ARP for the client and the echo replies are handed to the kernel); ICMP echo to the node and
 # TURN relaying are still answered by the data plane; the to_kernel / from_kernel counters move.
-# Needs root.
+# TURN over TCP and TLS (uclient -t, -t -S) is served by the node's kernel behind the exception
+# path, relays included (the stream host, dataplane/dpdk/dpdk_backend.h). Needs root.
 #
 # Usage: dpdk_kernel_test.sh   (environment: TURNPIKED, default build/turnpiked)
 set -u
@@ -23,7 +24,7 @@ tp_enter_netns "$0" "$@"
 
 SERVER=turnpiked
 PEER_PORT=3480
-tp_require ip curl ping turnutils_uclient turnutils_peer
+tp_require ip curl ping openssl turnutils_uclient turnutils_peer
 tp_init
 ip link set lo up
 TP_DPDK_CLIENT_NS="tp-client-$$"
@@ -32,9 +33,14 @@ TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
 export TP_DPDK_CLIENT_NS
 tp_in_client ip link set lo up
 
-tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --control-listen=0.0.0.0:9641
+TLS_PORT=5349
+tp_make_cert
+tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --control-listen=0.0.0.0:9641 \
+  --tls-listening-port="${TLS_PORT}" --cert="${TP_CERT}" --pkey="${TP_KEY}"
 grep -q "exception path: frames not for the relay go to the kernel through tpk0" "${TP_SERVER_LOG}" ||
   tp_fail "turnpiked did not log its exception path"
+grep -q "TURN over TCP on port ${TP_PORT} and TLS on port ${TLS_PORT} served by the node's kernel" \
+  "${TP_SERVER_LOG}" || tp_fail "turnpiked did not log TURN over TCP and TLS from the kernel side"
 ip addr add "${TP_HOST}/24" dev tpk0 || tp_fail "cannot address tpk0"
 ip link set tpk0 up || tp_fail "cannot bring tpk0 up"
 
@@ -75,6 +81,36 @@ after="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}'
 # relayed messages.
 (( after - before < 20 )) ||
   tp_fail "${after} - ${before} frames went to the kernel while the data plane should answer"
+
+# 4. TURN over TCP and TLS: the node's kernel accepts the connections (the data plane hands it
+# TCP), and the relays of those allocations are kernel sockets: the peer's UDP to them goes to
+# the kernel too, and the kernel's UDP to the peer leaves through the data plane.
+for mode in tcp tls; do
+  flags=(-t) port="${TP_PORT}"
+  [[ "${mode}" == tls ]] && flags=(-t -S) port="${TLS_PORT}"
+  before="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+  out="${TP_TMP}/uclient-${mode}.log"
+  tp_in_client timeout 60 turnutils_uclient -v "${flags[@]}" -W "${TP_SECRET}" \
+    -e "${TP_DPDK_PEER_HOST}" -r "${PEER_PORT}" -p "${port}" -m "${CLIENTS}" -n "${MESSAGES}" \
+    -l "${LENGTH}" "${TP_HOST}" >"${out}" 2>&1 ||
+    { tail -n 20 "${out}" >&2; tp_fail "uclient ${mode} failed"; }
+  check_uclient_output "${out}" "dpdk, TURN over ${mode} from the kernel side"
+  after="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+  # The kernel got the connections' segments and the peer's echoes to the kernel's relays:
+  # the echoes alone are CLIENTS x MESSAGES datagrams.
+  (( after - before >= CLIENTS * MESSAGES )) ||
+    tp_fail "${mode}: $(( after - before )) frames to the kernel for ${CLIENTS} x ${MESSAGES} messages"
+done
+accepted="$(metric turnpike_stream_accepted_total)"
+handshakes="$(metric turnpike_tls_handshakes_total)"
+(( ${accepted:-0} >= 2 * CLIENTS && ${handshakes:-0} >= CLIENTS )) ||
+  tp_fail "streams: accepted=${accepted:-?} tls_handshakes=${handshakes:-?} for ${CLIENTS} clients"
+# The stream host is worker 1 (after the one DPDK worker); its relay sockets got the echoes.
+stream_rx="$(metric 'turnpike_worker_received_packets_total{worker="1"}')"
+(( ${stream_rx:-0} >= 2 * CLIENTS * MESSAGES )) ||
+  tp_fail "the stream host (worker 1) received ${stream_rx:-no} datagrams, not the echoes"
+echo "kernel: TURN over TCP and TLS from the kernel side" \
+  "(${accepted} connections, ${handshakes} TLS handshakes, ${stream_rx} datagrams at worker 1)"
 
 to_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
 from_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="from_kernel"}')"
