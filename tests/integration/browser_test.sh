@@ -14,6 +14,10 @@
 #   dpdk   turnpiked only: backend=dpdk on net_tap, turn:10.200.0.2:3478?transport=udp over
 #          the TAP link of this test's namespace (lib.sh tp_start_dpdk_server); both relays are
 #          10.200.0.2, so the media crosses the data plane's relay-to-relay hairpin
+#   dpdk-turns  turnpiked only: the same node with dpdk-kernel-interface=tpk0, and Chromium in
+#          a second namespace of this test's (as dpdk_kernel_test.sh) on
+#          turns:10.200.0.2:5349?transport=tcp: the node's kernel terminates TLS behind the data
+#          plane and relays with kernel sockets (docs/dpdk.md, "TURN over TCP and TLS")
 # In every mode the selected local relay candidates must report that protocol (relayProtocol
 # udp, tcp or tls), so a silent fallback to another transport fails the test.
 #
@@ -34,8 +38,8 @@ fi
 
 MODE="${1:-udp}"
 case "${MODE}" in
-  udp | tcp | turns | dpdk) ;;
-  *) tp_fail "unknown mode '${MODE}' (udp, tcp, turns, dpdk)" ;;
+  udp | tcp | turns | dpdk | dpdk-turns) ;;
+  *) tp_fail "unknown mode '${MODE}' (udp, tcp, turns, dpdk, dpdk-turns)" ;;
 esac
 BROWSER_DIR="${TP_LIB_DIR}/browser"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
@@ -62,6 +66,21 @@ if [[ "${MODE}" == dpdk ]]; then
   tp_start_dpdk_server --dpdk-no-checksum-offload
   grep -q 'TX checksum offload: UDP no' "${TP_SERVER_LOG}" ||
     tp_fail "turnpiked did not turn checksum offload off (log ${TP_SERVER_LOG})"
+elif [[ "${MODE}" == dpdk-turns ]]; then
+  # The browser in a namespace of its own: with tpk0 holding 10.200.0.2 here, the kernel would
+  # deliver its packets locally instead of through the data plane.
+  [[ -n "${TP_IN_NETNS:-}" ]] || tp_fail "the dpdk-turns mode needs a network namespace (root)"
+  TP_DPDK_CLIENT_NS="tp-browser-$$"
+  ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
+  TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
+  export TP_DPDK_CLIENT_NS
+  tp_in_client ip link set lo up
+  TP_TLS_PORT=5349
+  tp_make_cert
+  tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --tls-listening-port="${TP_TLS_PORT}" \
+    --cert="${TP_CERT}" --pkey="${TP_KEY}"
+  ip addr add "${TP_HOST}/24" dev tpk0 || tp_fail "cannot address tpk0"
+  ip link set tpk0 up || tp_fail "cannot bring tpk0 up"
 else
   tp_start_server
 fi
@@ -71,13 +90,14 @@ case "${MODE}" in
     turn_url="turn:${TP_HOST}:${TP_PORT}?transport=udp" relay_protocol=udp ;;
   tcp)
     turn_url="turn:${TP_HOST}:${TP_PORT}?transport=tcp" relay_protocol=tcp ;;
-  turns)
+  turns | dpdk-turns)
     turn_url="turns:${TP_HOST}:${TP_TLS_PORT}?transport=tcp" relay_protocol=tls ;;
 esac
 
 rc=0
-TURN_URL="${turn_url}" RELAY_PROTOCOL="${relay_protocol}" TLS_SPKI="${TP_CERT_SPKI}" \
-  TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
+# (tp_in_client: in the browser's namespace in the dpdk-turns mode, else here.)
+tp_in_client env TURN_URL="${turn_url}" RELAY_PROTOCOL="${relay_protocol}" \
+  TLS_SPKI="${TP_CERT_SPKI}" TURN_USERNAME="${TP_USERNAME}" TURN_CREDENTIAL="${TP_PASSWORD}" \
   RELAY_MIN_PORT="${TP_MIN_PORT}" RELAY_MAX_PORT="${TP_MAX_PORT}" RELAY_HOST="${TP_HOST}" \
   CHROMIUM="${CHROMIUM}" \
   timeout "${BROWSER_DEADLINE:-180}" node "${BROWSER_DIR}/run.mjs" &

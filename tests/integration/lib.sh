@@ -319,15 +319,16 @@ EOF
 }
 
 # Makes a throwaway self-signed certificate and key for TURN over TLS in the temp dir (once per
-# test; ECDSA P-256, valid for 2 days, for 127.0.0.1, ::1 and localhost) and computes the
-# base64 SHA-256 of its SubjectPublicKeyInfo, the form Chromium's
+# test; ECDSA P-256, valid for 2 days, for 127.0.0.1, ::1, localhost and the DPDK tests'
+# 10.200.0.2) and computes the base64 SHA-256 of its SubjectPublicKeyInfo, the form Chromium's
 # --ignore-certificate-errors-spki-list takes. Sets TP_CERT, TP_KEY, TP_CERT_SPKI.
 tp_make_cert() {
   [[ -n "${TP_TMP}" ]] || tp_fail "tp_init was not called"
   [[ -n "${TP_CERT}" ]] && return 0
   local cert="${TP_TMP}/tls-cert.pem" key="${TP_TMP}/tls-key.pem"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=turnpike.test -addext subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost \
+    -subj /CN=turnpike.test \
+    -addext subjectAltName=IP:127.0.0.1,IP:::1,IP:10.200.0.2,DNS:localhost \
     -addext extendedKeyUsage=serverAuth -keyout "${key}" -out "${cert}" \
     >"${TP_TMP}/tls-cert.log" 2>&1 ||
     tp_fail "openssl could not make a test certificate: $(cat "${TP_TMP}/tls-cert.log")"
@@ -396,10 +397,11 @@ tp_tcp_listening() {
   [[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]]
 }
 
-# Completes a TLS handshake with 127.0.0.1:$1 that verifies the server's certificate against the
-# test certificate (TP_CERT) for IP 127.0.0.1; succeeds only if it did.
+# Completes a TLS handshake with TP_HOST:$1 (from the client namespace in DPDK tests) that
+# verifies the server's certificate against the test certificate (TP_CERT) for IP TP_HOST;
+# succeeds only if it did.
 tp_tls_probe() {
-  timeout "${TP_PING_TIMEOUT:-2}" openssl s_client -connect "${TP_HOST}:$1" -brief \
+  tp_in_client timeout "${TP_PING_TIMEOUT:-2}" openssl s_client -connect "${TP_HOST}:$1" -brief \
     -CAfile "${TP_CERT}" -verify_ip "${TP_HOST}" -verify_return_error </dev/null >/dev/null 2>&1
 }
 
