@@ -2,9 +2,10 @@
 // Allocate (expecting 401 with REALM and NONCE) -> Allocate with REST credentials ->
 // ChannelBind to the allocation's own peer address, with a window of transactions in flight and
 // RFC 8489 6.2.1 retransmissions. The caller moves the bytes: `send` is called with each request
-// (first transmission and retransmissions), and responses are fed back with OnMessage. Same
-// protocol logic as perf/loadgen/control.cc (which is tied to kernel sockets and epoll), in a
-// compact form with no sockets and no DPDK types.
+// (first transmission and retransmissions), and responses are fed back with OnMessage. The
+// requests and what responses mean are perf/common/turn_transaction.h's, as for
+// perf/loadgen/control.cc (which is tied to kernel sockets and epoll); no sockets and no DPDK
+// types here.
 #pragma once
 
 #include <array>
@@ -15,12 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "perf/common/turn_transaction.h"
 #include "turn/net/socket_address.h"
 #include "turn/stun/message.h"
 
 namespace turnpike::dpdkgen {
 
-enum class Step : uint8_t { kIdle, kAllocateProbe, kAllocate, kChannelBind, kDone, kFailed };
+using Step = perf::TurnStep;  // kRefreshZero unused
 
 struct TurnAllocation {
   uint32_t index = 0;
@@ -28,21 +30,12 @@ struct TurnAllocation {
   SocketAddress peer;     // the peer address we ChannelBind to (ours too)
   SocketAddress relayed;  // XOR-RELAYED-ADDRESS from the server
   uint16_t channel = stun::kMinChannel;
-  std::string username;
-  std::string password;
-  std::string realm;
-  std::string nonce;
-  std::array<uint8_t, 16> key{};
-  bool have_key = false;
+  perf::TurnClient turn;  // credentials and the transaction in progress
 
   Step step = Step::kIdle;
-  stun::TransactionId txid{};
-  std::array<uint8_t, 512> request{};
-  size_t request_len = 0;
   int64_t deadline_ns = 0;
   int64_t rto_ns = 0;
   int transmissions = 0;
-  int nonce_retries = 0;
   int error_code = 0;  // last failure: STUN error code, -1 timeout, -2 malformed / unexpected
 };
 

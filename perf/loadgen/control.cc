@@ -1,8 +1,6 @@
 #include "perf/loadgen/control.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,19 +13,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "turn/auth.h"
 
 namespace turnpike::loadgen {
 namespace {
 
-using stun::MessageBuilder;
-using stun::MessageClass;
-using stun::MessageView;
-using stun::Method;
-namespace attr = stun::attr;
-
-constexpr uint32_t kTransportUdp = 17;  // REQUESTED-TRANSPORT protocol number (RFC 8656 18.7)
-constexpr int kMaxNonceRetries = 3;
 constexpr int64_t kRm = 16;  // RFC 8489 6.2.1: wait Rm * RTO after the last transmission
+
 
 std::mt19937_64& Rng() {
   static std::mt19937_64 rng{std::random_device{}()};
@@ -92,41 +84,11 @@ struct Engine {
 
   // Builds the request for a.step with a fresh transaction ID and sends it.
   void Start(Allocation& a) {
-    for (size_t i = 0; i < a.txid.size(); i += 8) {
-      uint64_t r = Rng()();
-      memcpy(a.txid.data() + i, &r, std::min<size_t>(8, a.txid.size() - i));
-    }
-    Method method = Method::kAllocate;
-    if (a.step == Step::kChannelBind) method = Method::kChannelBind;
-    if (a.step == Step::kRefreshZero) method = Method::kRefresh;
-    MessageBuilder b(a.request, method, MessageClass::kRequest, a.txid.data());
-    switch (a.step) {
-      case Step::kAllocateProbe:
-      case Step::kAllocate:
-        b.AddU32(attr::kRequestedTransport, kTransportUdp << 24);
-        break;
-      case Step::kChannelBind:
-        b.AddU32(attr::kChannelNumber, static_cast<uint32_t>(a.channel) << 16);
-        b.AddXorAddress(attr::kXorPeerAddress, a.peer_local);
-        break;
-      case Step::kRefreshZero:
-        b.AddU32(attr::kLifetime, 0);
-        break;
-      default:
-        break;
-    }
-    if (a.step != Step::kAllocateProbe) {
-      b.AddString(attr::kUsername, a.username);
-      b.AddString(attr::kRealm, a.realm);
-      b.AddString(attr::kNonce, a.nonce);
-      b.AddMessageIntegrity(a.key);
-    }
-    b.AddFingerprint();
-    if (!b.ok()) {
+    if (!perf::BuildTurnRequest(a.turn, a.step, a.channel, a.peer_local,
+                                [] { return Rng()(); })) {
       Finish(a, false, -2);
       return;
     }
-    a.request_len = b.size();
     a.transmissions = 0;
     a.rto_ns = int64_t{opt.rto_ms} * 1000000;
     Transmit(a, MonotonicNs());
@@ -136,7 +98,7 @@ struct Engine {
     ++a.transmissions;
     // A failed send (ENOBUFS, ECONNREFUSED from an earlier ICMP) is left to the retransmission
     // timer, like a lost datagram.
-    (void)send(a.client_fd, a.request.data(), a.request_len, MSG_DONTWAIT);
+    (void)send(a.client_fd, a.turn.request.data(), a.turn.request_len, MSG_DONTWAIT);
     a.deadline_ns =
         now +
         (a.transmissions >= opt.max_transmissions ? kRm * int64_t{opt.rto_ms} * 1000000 : a.rto_ns);
@@ -154,76 +116,43 @@ struct Engine {
 
   void OnMessage(Allocation& a, std::span<const uint8_t> data) {
     if (a.step == Step::kDone || a.step == Step::kFailed || a.step == Step::kIdle) return;
-    if (!stun::LooksLikeStun(data)) return;  // ChannelData left over from traffic
-    stun::ParseError err;
-    auto view = MessageView::Parse(data, &err);
-    if (!view) return;
-    if (memcmp(view->transaction_id(), a.txid.data(), a.txid.size()) != 0) return;
-    MessageClass cls = view->message_class();
-    if (cls == MessageClass::kSuccessResponse) {
-      if (a.have_key && view->HasMessageIntegrity() && !view->CheckMessageIntegrity(a.key)) {
-        // RFC 8489 9.2.4: discard as if never received; the retransmission timer runs on.
-        ++stats.integrity_failures;
+    const perf::TurnResponse r = perf::OnTurnResponse(a.turn, a.step, data);
+    switch (r.kind) {
+      case perf::TurnResponse::Kind::kIgnore:
+        if (r.integrity_failure) ++stats.integrity_failures;
         return;
-      }
-      switch (a.step) {
-        case Step::kAllocateProbe:  // a server without authentication
-        case Step::kAllocate: {
-          auto relayed = view->FindXorAddress(attr::kXorRelayedAddress);
-          if (!relayed) {
-            Finish(a, false, -2);
-            return;
-          }
-          a.relayed = *relayed;
-          if (auto m = view->FindXorAddress(attr::kXorMappedAddress)) a.mapped = *m;
+      case perf::TurnResponse::Kind::kSuccess:
+        if (a.step == Step::kChannelBind) {
+          a.ready = true;
+        } else if (a.step == Step::kRefreshZero) {
+          a.ready = false;
+        } else {
+          a.relayed = *r.relayed;
+          if (r.mapped) a.mapped = *r.mapped;
           a.step = Step::kChannelBind;
           Start(a);
           return;
         }
-        case Step::kChannelBind:
-          a.ready = true;
-          Finish(a, true, 0);
-          return;
-        case Step::kRefreshZero:
-          a.ready = false;
-          Finish(a, true, 0);
-          return;
-        default:
-          return;
-      }
-    }
-    if (cls != MessageClass::kErrorResponse) return;
-    std::string_view reason;
-    int code = view->FindErrorCode(&reason).value_or(-2);
-    bool probe_401 = code == 401 && a.step == Step::kAllocateProbe;
-    bool stale = code == 438 && a.nonce_retries < kMaxNonceRetries;  // RFC 8489 9.2.5
-    if (code == 437 && (a.step == Step::kAllocateProbe || a.step == Step::kAllocate) &&
-        a.reopen_retries < kMaxNonceRetries && Reopen(a)) {
-      // RFC 8656 7.2: the server still holds an allocation on this 5-tuple, typically one a
-      // previous run released with Refresh(0) on the same ephemeral port moments ago. Take a
-      // new source port and start over.
-      ++stats.reopened;
-      a.step = Step::kAllocateProbe;
-      Start(a);
-      return;
-    }
-    if (probe_401 || stale) {
-      auto realm = view->FindString(attr::kRealm);
-      auto nonce = view->FindString(attr::kNonce);
-      if (!nonce || (!realm && a.realm.empty())) {
-        Finish(a, false, code);
+        Finish(a, true, 0);
         return;
-      }
-      if (stale) ++a.nonce_retries;
-      if (realm) a.realm = *realm;
-      a.nonce = *nonce;
-      a.key = stun::LongTermKeyMd5(a.username, a.realm, a.password);
-      a.have_key = true;
-      if (a.step == Step::kAllocateProbe) a.step = Step::kAllocate;
-      Start(a);
-      return;
+      case perf::TurnResponse::Kind::kSendAgain:
+        if (a.step == Step::kAllocateProbe) a.step = Step::kAllocate;
+        Start(a);
+        return;
+      case perf::TurnResponse::Kind::kError:
+        if (r.code == 437 && (a.step == Step::kAllocateProbe || a.step == Step::kAllocate) &&
+            a.reopen_retries < perf::kMaxNonceRetries && Reopen(a)) {
+          // RFC 8656 7.2: the server still holds an allocation on this 5-tuple, typically one a
+          // previous run released with Refresh(0) on the same ephemeral port moments ago. Take
+          // a new source port and start over.
+          ++stats.reopened;
+          a.step = Step::kAllocateProbe;
+          Start(a);
+          return;
+        }
+        Finish(a, false, r.code);
+        return;
     }
-    Finish(a, false, code);
   }
 
   bool Reopen(Allocation& a) {
@@ -256,7 +185,7 @@ struct Engine {
       while (in_flight < opt.setup_window && next < order.size()) {
         Allocation& a = allocs[order[next++]];
         a.step = first;
-        a.nonce_retries = 0;
+        a.turn.nonce_retries = 0;
         a.reopen_retries = 0;
         ++in_flight;
         active.push_back(a.index);
@@ -304,18 +233,6 @@ int64_t MonotonicNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-std::string RestPassword(std::string_view secret, std::string_view username) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha1(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(username.data()), username.size(), mac, &mac_len);
-  std::string out(4 * ((mac_len + 2) / 3) + 1, '\0');
-  int n =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac, static_cast<int>(mac_len));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
 absl::StatusOr<std::vector<Allocation>> CreateAllocations(const Options& opt) {
   std::vector<Allocation> allocs(static_cast<size_t>(opt.allocations));
   // REST usernames are "<expiry unix time>:<name>"; a day is far more than any run.
@@ -325,13 +242,13 @@ absl::StatusOr<std::vector<Allocation>> CreateAllocations(const Options& opt) {
     Allocation& a = allocs[i];
     a.index = i;
     if (!opt.secret.empty()) {
-      a.username = absl::StrFormat("%d:loadgen%d", expiry, i);
-      a.password = RestPassword(opt.secret, a.username);
+      a.turn.username = absl::StrFormat("%d:loadgen%d", expiry, i);
+      a.turn.password = turn::Authenticator::RestPassword(opt.secret, a.turn.username);
     } else {
-      a.username = opt.user;
-      a.password = opt.password;
+      a.turn.username = opt.user;
+      a.turn.password = opt.password;
     }
-    a.realm = opt.realm;
+    a.turn.realm = opt.realm;
     auto cfd = ClientSocket(opt);
     if (!cfd.ok()) return cfd.status();
     a.client_fd = *cfd;

@@ -142,8 +142,8 @@ int Main(int argc, char** argv) {
       setup.reopened);
   if (!o.realm.empty()) {
     for (const auto& a : allocs) {
-      if (a.have_key && a.realm != o.realm) {
-        printf("warning: server realm \"%s\" differs from --realm=%s\n", a.realm.c_str(),
+      if (a.turn.have_key && a.turn.realm != o.realm) {
+        printf("warning: server realm \"%s\" differs from --realm=%s\n", a.turn.realm.c_str(),
                o.realm.c_str());
         break;
       }
