@@ -14,8 +14,10 @@
 #include <rte_telemetry.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -335,21 +337,41 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   // with the exception path. The stream host is the last worker, and the kernel gets UDP to the
   // relay ports it opens.
   const bool tls = !cfg.no_tls && !cfg.cert_file.empty();
+  std::string stream_error;
   if (b->kernel_port_ >= 0 && (!cfg.no_tcp || tls)) {
+    b->fabric_->kernel_relays = std::make_unique<KernelRelayPorts>();
     StreamHostOptions host;
     host.node = b->node_.get();
     host.worker_index = workers;
     host.worker_count = workers + 1;
+    host.on_relay = [ports = b->fabric_->kernel_relays.get()](const SocketAddress& relay,
+                                                              bool open) {
+      ports->open[relay.ip.is_v4() ? 0 : 1][relay.port].store(open ? 1 : 0,
+                                                              std::memory_order_relaxed);
+    };
     absl::StatusOr<std::unique_ptr<UringBackend>> streams =
         UringBackend::CreateStreamHost(cfg, host);
-    if (!streams.ok()) {
+    if (!streams.ok() && tls) {  // asked for by a certificate: say why it cannot be
       return absl::Status(streams.status().code(),
                           absl::StrFormat("TURN over TCP/TLS from the kernel side (no-tcp and "
                                           "no-tls turn it off): %s",
                                           streams.status().message()));
     }
-    b->streams_ = *std::move(streams);
-    b->fabric_->kernel_relays = true;
+    if (streams.ok()) {
+      b->streams_ = *std::move(streams);
+    } else {
+      stream_error = std::string(streams.status().message());
+    }
+  }
+  if (!b->streams_) {
+    b->fabric_->kernel_relays.reset();
+    if (!stream_error.empty()) {
+      // TCP is on by default (as in coturn): a kernel without what the stream host needs, or a
+      // port taken, should not stop a node that never asked for it.
+      spdlog::warn("DPDK: no TURN over TCP from the kernel side ({}); no-tcp silences this",
+                   stream_error);
+    }
+  } else {
     b->fabric_->engines = workers + 1;
     std::string what;
     if (b->streams_->tcp_enabled()) what = absl::StrFormat("TCP on port %d", cfg.listening_port);
@@ -359,10 +381,10 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     }
     spdlog::info(
         "DPDK: TURN over {} served by the node's kernel through {} (worker {}); relays of "
-        "those allocations are kernel sockets too, and UDP to relay ports the data plane has "
-        "not opened goes to the kernel",
+        "those allocations are kernel sockets too, and UDP to their ports goes to the kernel",
         what, cfg.dpdk_kernel_interface, workers);
-  } else if (!cfg.no_tcp || tls) {
+  }
+  if (b->kernel_port_ < 0 && (!cfg.no_tcp || tls)) {
     spdlog::info("DPDK: no TURN over TCP or TLS (it needs dpdk-kernel-interface: the node's "
                  "kernel terminates the connections)");
   }
@@ -442,14 +464,23 @@ void DpdkBackend::Start() {
 }
 
 void DpdkBackend::Stop() {
-  stop_.store(true, std::memory_order_relaxed);
-  if (streams_) streams_->Stop();
+  // The stream host first: the DPDK workers keep serving the exception path until Join has seen
+  // it exit, so the kernel's closing segments to TCP / TLS clients still leave.
+  if (streams_) {
+    streams_->Stop();
+  } else {
+    stop_.store(true, std::memory_order_relaxed);
+  }
 }
 
 void DpdkBackend::Join() {
   if (!started_ || joined_) return;
+  if (streams_) {
+    streams_->Join();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // FINs, close_notify out
+    stop_.store(true, std::memory_order_relaxed);
+  }
   for (unsigned lcore : lcores_) rte_eal_wait_lcore(lcore);
-  if (streams_) streams_->Join();
   joined_ = true;
 }
 
@@ -484,7 +515,8 @@ void DpdkBackend::SetEventCallback(WorkerEventCallback callback) {
 
 absl::Status DpdkBackend::ReloadTls(const ServerConfig& config) {
   if (streams_) return streams_->ReloadTls(config);
-  if (!config.cert_file.empty() && !config.no_tls) {
+  // Without the exception path there is no TLS to turn on; the rest of a reload goes ahead.
+  if (kernel_port_ >= 0 && !config.cert_file.empty() && !config.no_tls) {
     return absl::FailedPreconditionError(
         "TLS was off at start-up; restart turnpiked to open the TLS listener");
   }

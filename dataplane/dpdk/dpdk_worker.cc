@@ -463,13 +463,16 @@ void DpdkWorker::ShareNeighborFrame(rte_mbuf* m) {
 bool DpdkWorker::RelayOwns(const packet::FrameInfo& info) const {
   if (!info.is_ip() || !packet::IsOurAddress(ours_, info.dst_ip)) return false;
   // Fragments and IPv6 extension headers are not reassembled or walked here; the kernel has no
-  // socket for the relay's ports either (unless it hosts stream clients' relays: their peers'
-  // fragments are lost), so it would only answer "port unreachable".
+  // socket for the relay's ports either (but for its own relays: their peers' fragments are
+  // lost), so it would only answer "port unreachable".
   if (info.fragment || info.ipv6_extension_headers) return true;
-  return info.l4_protocol == kProtoUdp &&
-         (info.dst_port == config_.listening_port ||
-          (!fabric_->kernel_relays && info.dst_port >= config_.min_port &&
-           info.dst_port <= config_.max_port));
+  if (info.l4_protocol != kProtoUdp) return false;
+  if (info.dst_port == config_.listening_port) return true;
+  if (info.dst_port < config_.min_port || info.dst_port > config_.max_port) return false;
+  // A relay port: the kernel's only while a stream host's relay socket holds it.
+  return fabric_->kernel_relays == nullptr ||
+         fabric_->kernel_relays->open[FamilyIndex(info.dst_ip)][info.dst_port].load(
+             std::memory_order_relaxed) == 0;
 }
 
 void DpdkWorker::NotForRelay(rte_mbuf* m, const packet::FrameInfo& info) {

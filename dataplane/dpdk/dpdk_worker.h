@@ -66,6 +66,13 @@ struct RelayPortOwners {
   std::array<std::atomic<uint8_t>, 65536> owner_plus_one[2] = {};
 };
 
+// The relay ports the node's kernel holds sockets for (a stream host's: TURN over TCP / TLS
+// behind the exception path), per family, 1 while open. Written by the stream host's thread;
+// read by the workers, whose UDP for these ports goes to the kernel.
+struct KernelRelayPorts {
+  std::array<std::atomic<uint8_t>, 65536> open[2] = {};
+};
+
 // What the workers of one port share.
 struct DpdkFabric {
   static constexpr uint32_t kMaxWorkers = 64;
@@ -83,9 +90,9 @@ struct DpdkFabric {
   int kernel_port = -1;
   // Several workers: frames for the kernel from workers other than 0 (many producers).
   rte_ring* to_kernel = nullptr;
-  // The kernel hosts relays too (TURN over TCP / TLS behind the exception path): UDP to a relay
-  // port that no worker has open goes to the kernel rather than being dropped.
-  bool kernel_relays = false;
+  // The kernel hosts relays too (TURN over TCP / TLS behind the exception path): UDP to those
+  // ports goes to the kernel rather than being dropped. Null when it does not.
+  std::unique_ptr<KernelRelayPorts> kernel_relays;
   // Engines of the node when more than the workers (a kernel-side stream host's too): each
   // engine's share of bps-capacity. 0: the workers'.
   uint32_t engines = 0;
@@ -171,8 +178,9 @@ class DpdkWorker final : public turn::RelayTransport {
   // answered, for the exception path).
   bool HandleControl(rte_mbuf* m, std::span<uint8_t> frame, const packet::FrameInfo& info);
   // A frame the data plane does not take: to the kernel (exception path) or dropped. UDP to the
-  // listening port or the relay port range, and fragments or IPv6 extension headers for our
-  // addresses, are never the kernel's (RelayOwns): dropped and counted.
+  // listening port or the relay port range (but for the kernel's own relays, kernel_relays),
+  // and fragments or IPv6 extension headers for our addresses, are never the kernel's
+  // (RelayOwns): dropped and counted.
   void NotForRelay(rte_mbuf* m, const packet::FrameInfo& info);
   bool RelayOwns(const packet::FrameInfo& info) const;
   void DrainToKernel();

@@ -365,6 +365,7 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Build(const ServerCo
     auto worker = std::make_unique<UringWorker>(index, limits, &backend->stop_);
     if (absl::Status s = worker->Init(); !s.ok()) return s;
     worker->SetNonLocalRelays(nonlocal);
+    if (host != nullptr) worker->SetRelayObserver(host->on_relay);
     for (const IpAddress& ip : cfg.listening_ips) {
       const SocketAddress addr{ip, cfg.listening_port};
       if (!cfg.no_udp) {

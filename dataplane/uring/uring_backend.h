@@ -57,10 +57,14 @@ using UringCounters = IoCounters;
 // interface. One worker with the stream listeners only; the relays of its allocations are kernel
 // sockets too, reached through that backend's exception path. Sockets are bound with IP_FREEBIND:
 // the addresses reach the TAP interface only after start-up.
+using RelayObserver = std::function<void(const SocketAddress& relay, bool open)>;
 struct StreamHostOptions {
   turn::NodeState* node = nullptr;  // the other backend's: one pool of relay ports and quotas
   uint32_t worker_index = 0;        // after the other backend's workers (allocation ids, events)
   uint32_t worker_count = 1;        // the node's workers, this one included (bps-capacity share)
+  // Told of every relay socket bound (true) and closed (false), on the stream host's thread:
+  // the other backend sends UDP for those ports to the kernel.
+  RelayObserver on_relay;
 };
 
 class UringWorker;

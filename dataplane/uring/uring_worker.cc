@@ -313,7 +313,9 @@ absl::StatusOr<turn::SocketId> UringWorker::OpenRelay(const SocketAddress& addre
   free_relays_.pop_back();
   Relay& r = relays_[index];
   r.fd = fd;
+  r.address = address;
   r.tag = tag;
+  if (relay_observer_) relay_observer_(address, true);
   r.v6 = domain == AF_INET6;
   r.armed = false;
   ArmRelay(index);
@@ -333,6 +335,7 @@ void UringWorker::CloseRelay(turn::SocketId socket) {
   // Sends queued for this relay this iteration name its fd by number: submit them before the
   // number is closed and possibly reused by the next socket().
   if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
+  if (relay_observer_) relay_observer_(r.address, false);
   close(r.fd);
   r.fd = -1;
   r.armed = false;

@@ -47,6 +47,9 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   void SetTlsContext(const TlsContext* tls) { tls_ = tls; }
   // Relay sockets may bind an address not on an interface yet (a stream host's, uring_backend.h).
   void SetNonLocalRelays(bool on) { nonlocal_relays_ = on; }
+  // Called on this worker's thread when a relay socket is bound (true) and before it is closed
+  // (false): a stream host tells the DPDK data plane which relay ports are the kernel's.
+  void SetRelayObserver(RelayObserver observer) { relay_observer_ = std::move(observer); }
   // Creates this worker's engine. `config` and `node` must outlive the worker.
   void CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
                     turn::NodeState* node);
@@ -78,6 +81,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   };
   struct Relay {
     int fd = -1;
+    SocketAddress address;  // bound
     uint32_t tag = 0;
     uint32_t gen = 0;  // bumped on close so late CQEs and stale SocketIds are recognised
     bool armed = false;
@@ -200,6 +204,7 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   std::vector<uint8_t> stream_tx_scratch_;  // one outgoing message assembled for SSL_write
   const TlsContext* tls_ = nullptr;
   bool nonlocal_relays_ = false;
+  RelayObserver relay_observer_;
   turn::NodeState* node_ = nullptr;
   const ServerConfig* config_ = nullptr;
   uint64_t next_stream_sweep_ns_ = 0;

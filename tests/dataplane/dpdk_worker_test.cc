@@ -213,7 +213,7 @@ class DpdkWorkerTest : public ::testing::Test {
     ASSERT_TRUE(fabric.ok()) << fabric.status();
     fabric_ = *std::move(fabric);
     fabric_->kernel_port = kernel_interface ? kernel_.id : -1;
-    fabric_->kernel_relays = kernel_relays;
+    if (kernel_relays) fabric_->kernel_relays = std::make_unique<KernelRelayPorts>();
     for (uint32_t w = 0; w < workers; ++w) {
       workers_.push_back(std::make_unique<DpdkWorker>(
           w, config_, node_.get(), fabric_.get(), port_.id,
@@ -230,10 +230,11 @@ class DpdkWorkerTest : public ::testing::Test {
   }
 
   // UDP to a relay port no worker has open is dropped, since the kernel has no socket there
-  // either, unless the kernel hosts relays (TURN over TCP / TLS from the kernel side). UDP to
-  // the listening port stays the data plane's either way.
+  // either, unless the kernel holds that port (a stream host's relay: TURN over TCP / TLS from
+  // the kernel side). UDP to the listening port stays the data plane's either way.
   void ExpectUnopenedRelayPortGoesToTheKernel(bool kernel_relays) {
     Start(1, /*kernel_interface=*/true, /*own_queues=*/false, kernel_relays);
+    if (kernel_relays) fabric_->kernel_relays->open[0][20123].store(1);  // as on_relay does
     const uint8_t data[] = {'p', 'e', 'e', 'r'};
     const Bytes to_relay = UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 20123}, data);
     port_.Put(to_relay);
@@ -242,12 +243,14 @@ class DpdkWorkerTest : public ::testing::Test {
     } else {
       EXPECT_TRUE(kernel_.Take(std::chrono::milliseconds(200)).empty());
     }
+    // A relay port the kernel does not hold: dropped either way.
+    port_.Put(UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 20124}, data));
     // Not STUN: the engine drops it, and it never reaches the kernel.
     port_.Put(UdpFrame({Ip("10.0.0.10"), 5000}, {kNode, 3478}, data));
     EXPECT_TRUE(kernel_.Take(std::chrono::milliseconds(200)).empty());
     Stop();
     EXPECT_EQ(Total().to_kernel, kernel_relays ? 1u : 0u);
-    EXPECT_EQ(Total().rx_exception, kernel_relays ? 0u : 1u);
+    EXPECT_EQ(Total().rx_exception, kernel_relays ? 1u : 2u);
   }
 
   void TearDown() override {
@@ -412,11 +415,11 @@ TEST_F(DpdkWorkerTest, ExceptionPathHandsTheKernelWhatIsNotForTheRelayAndSendsIt
   EXPECT_EQ(Total().rx_exception, 0u);
 }
 
-TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreDroppedWhenTheKernelHostsNoRelays) {
+TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreDroppedWithoutKernelRelays) {
   ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/false);
 }
 
-TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreTheKernelsWhenItHostsRelays) {
+TEST_F(DpdkWorkerTest, RelayPortsTheKernelHoldsAreTheKernelsOthersDropped) {
   ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/true);
 }
 

@@ -89,6 +89,7 @@ for mode in tcp tls; do
   flags=(-t) port="${TP_PORT}"
   [[ "${mode}" == tls ]] && flags=(-t -S) port="${TLS_PORT}"
   before="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
+  peer_before="$(metric 'turnpike_received_packets_total{source="peer"}')"
   out="${TP_TMP}/uclient-${mode}.log"
   tp_in_client timeout 60 turnutils_uclient -v "${flags[@]}" -W "${TP_SECRET}" \
     -e "${TP_DPDK_PEER_HOST}" -r "${PEER_PORT}" -p "${port}" -m "${CLIENTS}" -n "${MESSAGES}" \
@@ -96,8 +97,11 @@ for mode in tcp tls; do
     { tail -n 20 "${out}" >&2; tp_fail "uclient ${mode} failed"; }
   check_uclient_output "${out}" "dpdk, TURN over ${mode} from the kernel side"
   after="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
-  # The kernel got the connections' segments and the peer's echoes to the kernel's relays:
-  # the echoes alone are CLIENTS x MESSAGES datagrams.
+  peer_after="$(metric 'turnpike_received_packets_total{source="peer"}')"
+  # The peer's echoes reached an engine: only the stream host's has these allocations, and
+  # their relays are kernel sockets, so every echo went through the exception path.
+  (( peer_after - peer_before >= CLIENTS * MESSAGES )) ||
+    tp_fail "${mode}: $(( peer_after - peer_before )) peer datagrams for ${CLIENTS} x ${MESSAGES} echoes"
   (( after - before >= CLIENTS * MESSAGES )) ||
     tp_fail "${mode}: $(( after - before )) frames to the kernel for ${CLIENTS} x ${MESSAGES} messages"
 done
@@ -105,10 +109,11 @@ accepted="$(metric turnpike_stream_accepted_total)"
 handshakes="$(metric turnpike_tls_handshakes_total)"
 (( ${accepted:-0} >= 2 * CLIENTS && ${handshakes:-0} >= CLIENTS )) ||
   tp_fail "streams: accepted=${accepted:-?} tls_handshakes=${handshakes:-?} for ${CLIENTS} clients"
-# The stream host is worker 1 (after the one DPDK worker); its relay sockets got the echoes.
+# The stream host is worker 1 (after the one DPDK worker): in each of the two runs it received
+# CLIENTS x MESSAGES messages from the clients and as many echoes from the peer.
 stream_rx="$(metric 'turnpike_worker_received_packets_total{worker="1"}')"
-(( ${stream_rx:-0} >= 2 * CLIENTS * MESSAGES )) ||
-  tp_fail "the stream host (worker 1) received ${stream_rx:-no} datagrams, not the echoes"
+(( ${stream_rx:-0} >= 2 * 2 * CLIENTS * MESSAGES )) ||
+  tp_fail "the stream host (worker 1) received ${stream_rx:-no} messages and datagrams"
 echo "kernel: TURN over TCP and TLS from the kernel side" \
   "(${accepted} connections, ${handshakes} TLS handshakes, ${stream_rx} datagrams at worker 1)"
 
