@@ -11,11 +11,16 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_pdump.h>
+#include <rte_ring.h>
 #include <rte_telemetry.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "dataplane/dpdk/dpdk_worker.h"
 #include "dataplane/dpdk/flow_steering.h"
+#include "dataplane/packet/tx_headers.h"
 #include "spdlog/spdlog.h"
 
 namespace turnpike::dataplane {
@@ -150,6 +156,58 @@ absl::StatusOr<uint16_t> StartKernelPort(const std::string& iface, const packet:
   return port;
 }
 
+// A datagram from a relay of the kernel (src) to the data plane's own address (dst), on the
+// stream host's thread: a frame for worker 0's receive path. False when the kernel's own socket
+// holds dst (it delivers that itself).
+bool SendToOwnRelay(DpdkFabric& fabric, rte_mempool* pool, const packet::MacAddress& mac,
+                    const SocketAddress& src, const SocketAddress& dst,
+                    std::span<const uint8_t> payload) {
+  if (src.ip.family != dst.ip.family) return false;
+  if (fabric.kernel_relays->open[dst.ip.is_v4() ? 0 : 1][dst.port].load(
+          std::memory_order_relaxed) != 0) {
+    return false;
+  }
+  rte_mbuf* m = rte_pktmbuf_alloc(pool);  // no per-lcore cache on this thread
+  if (m == nullptr) return true;          // dropped, as a full socket buffer would
+  packet::UdpTxParams params;
+  params.src_mac = mac;
+  params.dst_mac = mac;
+  params.src = src;
+  params.dst = dst;
+  uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
+  const size_t offset = m->data_off;
+  std::optional<packet::Prepended> p;
+  if (payload.size() <= rte_pktmbuf_tailroom(m)) {
+    std::memcpy(base + offset, payload.data(), payload.size());
+    p = packet::PrependUdpHeaders(std::span<uint8_t>(base, offset + payload.size()), offset,
+                                  payload.size(), params);
+  }
+  if (!p) {
+    rte_pktmbuf_free(m);
+    return true;
+  }
+  const size_t length = offset + payload.size() - p->frame_offset;
+  m->data_off = static_cast<uint16_t>(p->frame_offset);
+  m->data_len = static_cast<uint16_t>(length);
+  m->pkt_len = static_cast<uint32_t>(length);
+  if (rte_ring_sp_enqueue(fabric.from_kernel_relays, m) != 0) rte_pktmbuf_free(m);
+  return true;
+}
+
+// Lets `iface` take frames whose source is one of the kernel's own addresses: the data plane's
+// relays send to the kernel's from the node's address (net.ipv4.conf.IFACE.accept_local; IPv6
+// has no such setting, and this path is tested over IPv4 only).
+void AcceptLocalSources(const std::string& iface) {
+  const std::string path = absl::StrFormat("/proc/sys/net/ipv4/conf/%s/accept_local", iface);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr || std::fputs("1\n", f) < 0) {
+    spdlog::warn("cannot set {}: relays of TURN over TCP / TLS clients will not receive from "
+                 "the data plane's relays on this node",
+                 path);
+  }
+  if (f != nullptr) std::fclose(f);
+}
+
 static int LaunchWorker(void* arg) {
   static_cast<DpdkWorker*>(arg)->Run();
   return 0;
@@ -248,7 +306,9 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   // bursts.
   const unsigned mbufs = 2 * queues * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
                          (workers > 1 ? (workers + 1) * (2 * DpdkFabric::kRingSize + 512) : 0) +
-                         (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
+                         (cfg.dpdk_kernel_interface.empty()
+                              ? 0
+                              : 2 * kKernelDescriptors + DpdkFabric::kRingSize);
   rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE,
                                               socket < 0 ? SOCKET_ID_ANY : socket);
@@ -349,6 +409,21 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
       ports->open[relay.ip.is_v4() ? 0 : 1][relay.port].store(open ? 1 : 0,
                                                               std::memory_order_relaxed);
     };
+    // The kernel would deliver a datagram from its relay to one of ours locally, where no
+    // socket holds the port: build the frame and hand it to worker 0 instead. (The other way,
+    // a frame from our address reaches the kernel with accept_local set on its interface.)
+    b->fabric_->from_kernel_relays = rte_ring_create(
+        "tp_from_kernel", DpdkFabric::kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (b->fabric_->from_kernel_relays == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "cannot create ring tp_from_kernel: %s", rte_strerror(rte_errno)));
+    }
+    host.to_node = [fabric = b->fabric_.get(), pool, mac](const SocketAddress& src,
+                                                          const SocketAddress& dst,
+                                                          std::span<const uint8_t> payload) {
+      return SendToOwnRelay(*fabric, pool, mac, src, dst, payload);
+    };
+    AcceptLocalSources(cfg.dpdk_kernel_interface);
     absl::StatusOr<std::unique_ptr<UringBackend>> streams =
         UringBackend::CreateStreamHost(cfg, host);
     if (!streams.ok() && tls) {  // asked for by a certificate: say why it cannot be
@@ -365,6 +440,10 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   }
   if (!b->streams_) {
     b->fabric_->kernel_relays.reset();
+    if (b->fabric_->from_kernel_relays != nullptr) {
+      rte_ring_free(b->fabric_->from_kernel_relays);
+      b->fabric_->from_kernel_relays = nullptr;
+    }
     if (!stream_error.empty()) {
       // TCP is on by default (as in coturn): a kernel without what the stream host needs, or a
       // port taken, should not stop a node that never asked for it.

@@ -85,6 +85,7 @@ DpdkFabric::~DpdkFabric() {
   std::vector<rte_ring*> all = rx;
   all.insert(all.end(), tx.begin(), tx.end());
   if (to_kernel != nullptr) all.push_back(to_kernel);
+  if (from_kernel_relays != nullptr) all.push_back(from_kernel_relays);
   for (rte_ring* r : all) {
     void* m;
     while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -271,6 +272,14 @@ void DpdkWorker::Poll() {
     }
   }
   if (kernel) n = static_cast<uint16_t>(n + PollKernel());
+  if (kernel && fabric_->from_kernel_relays != nullptr && n_hairpin_ < kBurst) {
+    // The kernel's relays to ours (TURN over TCP / TLS clients' relays talking to the data
+    // plane's): received on the next iteration, like a hairpin.
+    n_hairpin_ = static_cast<uint16_t>(
+        n_hairpin_ + rte_ring_sc_dequeue_burst(fabric_->from_kernel_relays,
+                                               reinterpret_cast<void**>(hairpin_ + n_hairpin_),
+                                               kBurst - n_hairpin_, nullptr));
+  }
   if (n > 0) {
     if (sample) tsc[2] = rte_rdtsc();
     FlushTx();

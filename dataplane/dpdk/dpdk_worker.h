@@ -93,6 +93,9 @@ struct DpdkFabric {
   // The kernel hosts relays too (TURN over TCP / TLS behind the exception path): UDP to those
   // ports goes to the kernel rather than being dropped. Null when it does not.
   std::unique_ptr<KernelRelayPorts> kernel_relays;
+  // With kernel_relays: frames the kernel's relays send to the data plane's own relays, built by
+  // the stream host (one producer) and received by worker 0 as if from the port.
+  rte_ring* from_kernel_relays = nullptr;
   // Engines of the node when more than the workers (a kernel-side stream host's too): each
   // engine's share of bps-capacity. 0: the workers'.
   uint32_t engines = 0;

@@ -365,7 +365,14 @@ absl::StatusOr<std::unique_ptr<UringBackend>> UringBackend::Build(const ServerCo
     auto worker = std::make_unique<UringWorker>(index, limits, &backend->stop_);
     if (absl::Status s = worker->Init(); !s.ok()) return s;
     worker->SetNonLocalRelays(nonlocal);
-    if (host != nullptr) worker->SetRelayObserver(host->on_relay);
+    if (host != nullptr) {
+      worker->SetRelayObserver(host->on_relay);
+      if (host->to_node) {
+        std::vector<IpAddress> node_ips = cfg.listening_ips;
+        node_ips.insert(node_ips.end(), cfg.relay_ips.begin(), cfg.relay_ips.end());
+        worker->SetNodeSender(std::move(node_ips), host->to_node);
+      }
+    }
     for (const IpAddress& ip : cfg.listening_ips) {
       const SocketAddress addr{ip, cfg.listening_port};
       if (!cfg.no_udp) {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,6 +59,11 @@ using UringCounters = IoCounters;
 // sockets too, reached through that backend's exception path. Sockets are bound with IP_FREEBIND:
 // the addresses reach the TAP interface only after start-up.
 using RelayObserver = std::function<void(const SocketAddress& relay, bool open)>;
+// Takes a datagram a relay socket of the stream host would send to one of the node's own
+// addresses, which the kernel would deliver locally; true when taken (sent or dropped), false
+// to let the kernel have it.
+using NodeSender = std::function<bool(const SocketAddress& src, const SocketAddress& dst,
+                                      std::span<const uint8_t> payload)>;
 struct StreamHostOptions {
   turn::NodeState* node = nullptr;  // the other backend's: one pool of relay ports and quotas
   uint32_t worker_index = 0;        // after the other backend's workers (allocation ids, events)
@@ -65,6 +71,9 @@ struct StreamHostOptions {
   // Told of every relay socket bound (true) and closed (false), on the stream host's thread:
   // the other backend sends UDP for those ports to the kernel.
   RelayObserver on_relay;
+  // Relay datagrams to the node's own listening or relay addresses go here first, on the
+  // stream host's thread: the other backend's relays are not the kernel's sockets.
+  NodeSender to_node;
 };
 
 class UringWorker;

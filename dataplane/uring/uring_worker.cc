@@ -542,6 +542,7 @@ void UringWorker::FlushTx() {
       ++counters_.tx_stale_socket;
       continue;
     }
+    if (node_sender_ && IsRelay(d.socket) && SendToNode(d)) continue;
     const size_t size = d.size();
     if (size > limits_.tx_slot_size) {
       ++counters_.tx_too_big;
@@ -572,6 +573,18 @@ void UringWorker::FlushTx() {
   }
   batch.Clear();
   if (!kicks_.empty()) KickSends();
+}
+
+bool UringWorker::SendToNode(const turn::TxDesc& d) {
+  if (std::find(node_ips_.begin(), node_ips_.end(), d.dst.ip) == node_ips_.end()) return false;
+  node_scratch_.resize(d.size());
+  std::memcpy(node_scratch_.data(), d.head, d.head_len);
+  if (d.body_len > 0) std::memcpy(node_scratch_.data() + d.head_len, d.body, d.body_len);
+  if (d.tail_pad > 0) std::memset(node_scratch_.data() + d.head_len + d.body_len, 0, d.tail_pad);
+  if (!node_sender_(relays_[SlotOf(d.socket)].address, d.dst, node_scratch_)) return false;
+  ++counters_.tx_packets;
+  counters_.tx_bytes += d.size();
+  return true;
 }
 
 void UringWorker::RecycleBuffers() {

@@ -50,6 +50,11 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   // Called on this worker's thread when a relay socket is bound (true) and before it is closed
   // (false): a stream host tells the DPDK data plane which relay ports are the kernel's.
   void SetRelayObserver(RelayObserver observer) { relay_observer_ = std::move(observer); }
+  // Relay datagrams to `node_ips` are offered to `sender` first (StreamHostOptions::to_node).
+  void SetNodeSender(std::vector<IpAddress> node_ips, NodeSender sender) {
+    node_ips_ = std::move(node_ips);
+    node_sender_ = std::move(sender);
+  }
   // Creates this worker's engine. `config` and `node` must outlive the worker.
   void CreateEngine(const ServerConfig& config, const turn::EngineOptions& options,
                     turn::NodeState* node);
@@ -205,6 +210,11 @@ class alignas(64) UringWorker final : public turn::RelayTransport {
   const TlsContext* tls_ = nullptr;
   bool nonlocal_relays_ = false;
   RelayObserver relay_observer_;
+  std::vector<IpAddress> node_ips_;
+  NodeSender node_sender_;
+  std::vector<uint8_t> node_scratch_;  // one datagram for node_sender_
+  // Offers a relay datagram to node_sender_; true when it took it.
+  bool SendToNode(const turn::TxDesc& d);
   turn::NodeState* node_ = nullptr;
   const ServerConfig* config_ = nullptr;
   uint64_t next_stream_sweep_ns_ = 0;

@@ -15,7 +15,8 @@
 # (ARP for the client and the echo replies are handed to the kernel); ICMP echo to the node and
 # TURN relaying are still answered by the data plane; the to_kernel / from_kernel counters move.
 # TURN over TCP and TLS (uclient -t, -t -S) is served by the node's kernel behind the exception
-# path, relays included (the stream host, dataplane/dpdk/dpdk_backend.h). Needs root.
+# path, relays included (the stream host, dataplane/dpdk/dpdk_backend.h), and such a relay and
+# one of the data plane reach each other (turn_client.py, TCP and UDP). Needs root.
 #
 # Usage: dpdk_kernel_test.sh   (environment: TURNPIKED, default build/turnpiked)
 set -u
@@ -116,6 +117,35 @@ stream_rx="$(metric 'turnpike_worker_received_packets_total{worker="1"}')"
   tp_fail "the stream host (worker 1) received ${stream_rx:-no} messages and datagrams"
 echo "kernel: TURN over TCP and TLS from the kernel side" \
   "(${accepted} connections, ${handshakes} TLS handshakes, ${stream_rx} datagrams at worker 1)"
+
+# 5. A relay of the kernel (a TCP client's) and a relay of the data plane (a UDP client's) on the
+# same node reach each other both ways: the kernel's datagrams to the data plane's address are
+# handed to the workers, and the data plane's reach the kernel (accept_local on tpk0).
+tp_in_client python3 - "${TP_LIB_DIR}" "${TP_HOST}" "${TP_PORT}" "${TP_DPDK_PEER_HOST}" \
+  "${TP_SECRET}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
+import base64, hashlib, hmac, sys, time
+sys.path.insert(0, sys.argv[1])
+from turn_client import TurnClient
+host, port, me, secret = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def client(name, tcp):
+    user = "%d:%s" % (time.time() + 3600, name)
+    password = base64.b64encode(hmac.new(secret.encode(), user.encode(), hashlib.sha1).digest())
+    return TurnClient(port, user, password.decode(), host=host, tcp=tcp, bind_host=me)
+tcp, udp = client("mixed-tcp", True), client("mixed-udp", False)
+kernel_relay, dpdk_relay = tcp.allocate(), udp.allocate()
+tcp.create_permission(dpdk_relay)
+udp.create_permission(kernel_relay)
+for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
+                                   (udp, tcp, dpdk_relay, kernel_relay)):
+    for i in range(5):
+        payload = b"mixed %d from %s" % (i, src.encode())
+        sender.send_indication(dst, payload)
+        peer, data = receiver.receive_data()
+        assert (peer, data) == (src, payload), (peer, data, src, payload)
+    print("relayed %s -> %s: 5 of 5" % (src, dst))
+EOF
+  { cat "${TP_TMP}/mixed.log" >&2; tp_fail "a kernel relay and a data-plane relay did not reach each other"; }
+cat "${TP_TMP}/mixed.log"
 
 to_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
 from_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="from_kernel"}')"

@@ -1,7 +1,8 @@
-"""A minimal TURN-over-UDP client (RFC 8656 / RFC 8489) for the control-plane tests: Allocate
-and Refresh with long-term credentials, enough to create allocations the REST API can list and
-kill, and to see the exact error code an Allocate gets (403 while draining). Python stdlib only.
-Loopback only, as every test here."""
+"""A minimal TURN client (RFC 8656 / RFC 8489) over UDP or TCP for the tests: Allocate and
+Refresh with long-term credentials, enough to create allocations the REST API can list and
+kill and to see the exact error code an Allocate gets (403 while draining); CreatePermission,
+Send and Data indications, enough to relay between two allocations. Python stdlib only.
+Loopback, or addresses in the test's own namespaces, only, as every test here."""
 
 import hashlib
 import hmac
@@ -10,8 +11,10 @@ import socket
 import struct
 
 MAGIC = 0x2112A442
-ALLOCATE, REFRESH = 0x0003, 0x0004
+ALLOCATE, REFRESH, CREATE_PERMISSION = 0x0003, 0x0004, 0x0008
+SEND_INDICATION, DATA_INDICATION = 0x0016, 0x0017
 A_USERNAME, A_MI, A_ERROR, A_LIFETIME = 0x0006, 0x0008, 0x0009, 0x000D
+A_XOR_PEER, A_DATA = 0x0012, 0x0013
 A_REALM, A_NONCE, A_XOR_RELAYED, A_TRANSPORT = 0x0014, 0x0015, 0x0016, 0x0019
 
 
@@ -41,6 +44,13 @@ def _xor_address(v, tid):
     return "[%s]:%d" % (socket.inet_ntop(socket.AF_INET6, raw), port)
 
 
+def _xor_ipv4(address):
+    """XOR-PEER-ADDRESS value for "a.b.c.d:port"."""
+    host, port = address.rsplit(":", 1)
+    ip = struct.unpack("!I", socket.inet_aton(host))[0] ^ MAGIC
+    return struct.pack("!BBHI", 0, 1, int(port) ^ (MAGIC >> 16), ip)
+
+
 class TurnError(Exception):
     def __init__(self, code, reason=""):
         super().__init__("TURN error %d %s" % (code, reason))
@@ -48,12 +58,16 @@ class TurnError(Exception):
 
 
 class TurnClient:
-    def __init__(self, server_port, username, password, host="127.0.0.1", timeout=2.0):
+    def __init__(self, server_port, username, password, host="127.0.0.1", timeout=2.0,
+                 tcp=False, bind_host="127.0.0.1"):
         self.server = (host, server_port)
         self.username, self.password = username, password
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.tcp = tcp
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        self.sock.bind((bind_host, 0))
         self.sock.settimeout(timeout)
+        if tcp:
+            self.sock.connect(self.server)
         self.realm = self.nonce = None
         self.relayed = None
 
@@ -77,17 +91,38 @@ class TurnClient:
             mac = hmac.new(self._key(), head + body, hashlib.sha1).digest()
             body += _attr(A_MI, mac)
         msg = struct.pack("!HHI", method, len(body), MAGIC) + tid + body
-        for _ in range(3):  # UDP: retransmit a lost request
-            self.sock.sendto(msg, self.server)
+        for _ in range(1 if self.tcp else 3):  # UDP: retransmit a lost request
+            self._send(msg)
             try:
                 while True:
-                    data, _ = self.sock.recvfrom(4096)
-                    mtype, rtid, rattrs = _parse(data)
+                    mtype, rtid, rattrs = _parse(self._receive())
                     if rtid == tid:
                         return mtype, rtid, rattrs
             except socket.timeout:
                 continue
         raise TimeoutError("no answer from the TURN server")
+
+    def _send(self, msg):
+        if self.tcp:
+            self.sock.sendall(msg)
+        else:
+            self.sock.sendto(msg, self.server)
+
+    def _receive(self):
+        """One STUN message (this client sends no ChannelData, so none comes back)."""
+        if not self.tcp:
+            return self.sock.recvfrom(4096)[0]
+        head = self._read_exactly(20)
+        return head + self._read_exactly(struct.unpack("!H", head[2:4])[0])
+
+    def _read_exactly(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("the TURN server closed the connection")
+            out += chunk
+        return out
 
     def _call(self, method, attrs):
         """Sends with credentials (getting a nonce first); returns the success attributes or
@@ -115,6 +150,22 @@ class TurnClient:
         tid, rattrs = self._call(ALLOCATE, attrs)
         self.relayed = _xor_address(rattrs[A_XOR_RELAYED], tid)
         return self.relayed
+
+    def create_permission(self, peer):
+        """Permission for the IP of "a.b.c.d:port" (IPv4)."""
+        self._call(CREATE_PERMISSION, [(A_XOR_PEER, _xor_ipv4(peer))])
+
+    def send_indication(self, peer, data):
+        tid = os.urandom(12)
+        body = _attr(A_XOR_PEER, _xor_ipv4(peer)) + _attr(A_DATA, data)
+        self._send(struct.pack("!HHI", SEND_INDICATION, len(body), MAGIC) + tid + body)
+
+    def receive_data(self):
+        """The next Data indication: ("a.b.c.d:port" of the peer, data)."""
+        while True:
+            mtype, tid, rattrs = _parse(self._receive())
+            if mtype == DATA_INDICATION:
+                return _xor_address(rattrs[A_XOR_PEER], tid), rattrs[A_DATA]
 
     def refresh(self, lifetime=600):
         _, rattrs = self._call(REFRESH, [(A_LIFETIME, struct.pack("!I", lifetime))])
