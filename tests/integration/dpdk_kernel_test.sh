@@ -144,7 +144,7 @@ for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
         assert (peer, data) == (src, payload), (peer, data, src, payload)
     print("relayed %s -> %s: 5 of 5" % (src, dst))
 EOF
-  { cat "${TP_TMP}/mixed.log" >&2; tp_fail "a kernel relay and a data-plane relay did not reach each other"; }
+  { cat "${TP_TMP}/mixed.log" >&2; tp_fail "a kernel relay and a data-plane relay did not meet"; }
 cat "${TP_TMP}/mixed.log"
 
 to_kernel="$(metric 'turnpike_kernel_exception_packets_total{direction="to_kernel"}')"
