@@ -17,9 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -29,7 +27,6 @@
 #include "absl/strings/str_split.h"
 #include "dataplane/dpdk/dpdk_worker.h"
 #include "dataplane/dpdk/flow_steering.h"
-#include "dataplane/packet/tx_headers.h"
 #include "spdlog/spdlog.h"
 
 namespace turnpike::dataplane {
@@ -157,41 +154,21 @@ absl::StatusOr<uint16_t> StartKernelPort(const std::string& iface, const packet:
 }
 
 // A datagram from a relay of the kernel (src) to the data plane's own address (dst), on the
-// stream host's thread: a frame for worker 0's receive path. False when the kernel's own socket
-// holds dst (it delivers that itself).
-bool SendToOwnRelay(DpdkFabric& fabric, rte_mempool* pool, const packet::MacAddress& mac,
-                    const SocketAddress& src, const SocketAddress& dst,
-                    std::span<const uint8_t> payload) {
-  if (src.ip.family != dst.ip.family) return false;
-  if (fabric.kernel_relays->open[dst.ip.is_v4() ? 0 : 1][dst.port].load(
+// stream host's thread: queued for worker 0, which builds the frame. Not taken when a relay of
+// the kernel holds dst (the kernel delivers that itself).
+NodeSend SendToOwnRelay(DpdkFabric& fabric, const SocketAddress& src, const SocketAddress& dst,
+                        std::span<const uint8_t> payload) {
+  if (src.ip.family != dst.ip.family ||
+      fabric.kernel_relays->open[dst.ip.is_v4() ? 0 : 1][dst.port].load(
           std::memory_order_relaxed) != 0) {
-    return false;
+    return NodeSend::kNotTaken;
   }
-  rte_mbuf* m = rte_pktmbuf_alloc(pool);  // no per-lcore cache on this thread
-  if (m == nullptr) return true;          // dropped, as a full socket buffer would
-  packet::UdpTxParams params;
-  params.src_mac = mac;
-  params.dst_mac = mac;
-  params.src = src;
-  params.dst = dst;
-  uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
-  const size_t offset = m->data_off;
-  std::optional<packet::Prepended> p;
-  if (payload.size() <= rte_pktmbuf_tailroom(m)) {
-    std::memcpy(base + offset, payload.data(), payload.size());
-    p = packet::PrependUdpHeaders(std::span<uint8_t>(base, offset + payload.size()), offset,
-                                  payload.size(), params);
+  auto* d = new NodeDatagram{src, dst, std::vector<uint8_t>(payload.begin(), payload.end())};
+  if (rte_ring_sp_enqueue(fabric.from_kernel_relays, d) != 0) {
+    delete d;
+    return NodeSend::kDropped;
   }
-  if (!p) {
-    rte_pktmbuf_free(m);
-    return true;
-  }
-  const size_t length = offset + payload.size() - p->frame_offset;
-  m->data_off = static_cast<uint16_t>(p->frame_offset);
-  m->data_len = static_cast<uint16_t>(length);
-  m->pkt_len = static_cast<uint32_t>(length);
-  if (rte_ring_sp_enqueue(fabric.from_kernel_relays, m) != 0) rte_pktmbuf_free(m);
-  return true;
+  return NodeSend::kQueued;
 }
 
 // Lets `iface` take frames whose source is one of the kernel's own addresses: the data plane's
@@ -306,9 +283,7 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
   // bursts.
   const unsigned mbufs = 2 * queues * (kRxDescriptors + kTxDescriptors) + 4096 - 1 +
                          (workers > 1 ? (workers + 1) * (2 * DpdkFabric::kRingSize + 512) : 0) +
-                         (cfg.dpdk_kernel_interface.empty()
-                              ? 0
-                              : 2 * kKernelDescriptors + DpdkFabric::kRingSize);
+                         (cfg.dpdk_kernel_interface.empty() ? 0 : 2 * kKernelDescriptors);
   rte_mempool* pool = rte_pktmbuf_pool_create("turnpike_mbufs", mbufs, 256, 0,
                                               RTE_MBUF_DEFAULT_BUF_SIZE,
                                               socket < 0 ? SOCKET_ID_ANY : socket);
@@ -410,22 +385,20 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
                                                               std::memory_order_relaxed);
     };
     // The kernel would deliver a datagram from its relay to one of ours locally, where no
-    // socket holds the port: build the frame and hand it to worker 0 instead. (The other way,
-    // a frame from our address reaches the kernel with accept_local set on its interface.)
+    // socket holds the port: worker 0 gets it instead. (The other way, a frame from our
+    // address reaches the kernel with accept_local set on its interface.)
     b->fabric_->from_kernel_relays = rte_ring_create(
         "tp_from_kernel", DpdkFabric::kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (b->fabric_->from_kernel_relays == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "cannot create ring tp_from_kernel: %s", rte_strerror(rte_errno)));
-    }
-    host.to_node = [fabric = b->fabric_.get(), pool, mac](const SocketAddress& src,
-                                                          const SocketAddress& dst,
-                                                          std::span<const uint8_t> payload) {
-      return SendToOwnRelay(*fabric, pool, mac, src, dst, payload);
+    host.to_node = [fabric = b->fabric_.get()](const SocketAddress& src, const SocketAddress& dst,
+                                               std::span<const uint8_t> payload) {
+      return SendToOwnRelay(*fabric, src, dst, payload);
     };
-    AcceptLocalSources(cfg.dpdk_kernel_interface);
     absl::StatusOr<std::unique_ptr<UringBackend>> streams =
-        UringBackend::CreateStreamHost(cfg, host);
+        b->fabric_->from_kernel_relays == nullptr
+            ? absl::StatusOr<std::unique_ptr<UringBackend>>(absl::ResourceExhaustedError(
+                  absl::StrFormat("cannot create ring tp_from_kernel: %s",
+                                  rte_strerror(rte_errno))))
+            : UringBackend::CreateStreamHost(cfg, host);
     if (!streams.ok() && tls) {  // asked for by a certificate: say why it cannot be
       return absl::Status(streams.status().code(),
                           absl::StrFormat("TURN over TCP/TLS from the kernel side (no-tcp and "
@@ -434,6 +407,7 @@ absl::StatusOr<std::unique_ptr<DpdkBackend>> DpdkBackend::Create(const ServerCon
     }
     if (streams.ok()) {
       b->streams_ = *std::move(streams);
+      AcceptLocalSources(cfg.dpdk_kernel_interface);
     } else {
       stream_error = std::string(streams.status().message());
     }
@@ -556,7 +530,7 @@ void DpdkBackend::Join() {
   if (!started_ || joined_) return;
   if (streams_) {
     streams_->Join();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // FINs, close_notify out
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the kernel's FINs out
     stop_.store(true, std::memory_order_relaxed);
   }
   for (unsigned lcore : lcores_) rte_eal_wait_lcore(lcore);

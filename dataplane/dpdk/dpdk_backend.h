@@ -47,6 +47,8 @@ class DpdkBackend final : public Backend {
 
   std::string_view name() const override { return "dpdk"; }
   void Start() override;
+  // With a stream host, Stop asks it alone and Join stops the DPDK workers once it has exited
+  // (they carry its kernel's last segments through the exception path).
   void Stop() override;
   void Join() override;
   const ServerConfig& config() const override { return config_; }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_format.h"
 #include "dataplane/packet/arp.h"
@@ -85,7 +86,11 @@ DpdkFabric::~DpdkFabric() {
   std::vector<rte_ring*> all = rx;
   all.insert(all.end(), tx.begin(), tx.end());
   if (to_kernel != nullptr) all.push_back(to_kernel);
-  if (from_kernel_relays != nullptr) all.push_back(from_kernel_relays);
+  if (from_kernel_relays != nullptr) {
+    void* d;
+    while (rte_ring_dequeue(from_kernel_relays, &d) == 0) delete static_cast<NodeDatagram*>(d);
+    rte_ring_free(from_kernel_relays);
+  }
   for (rte_ring* r : all) {
     void* m;
     while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -256,6 +261,11 @@ void DpdkWorker::Poll() {
     n_hairpin_ = static_cast<uint16_t>(n_hairpin_ - take);
     n = static_cast<uint16_t>(n + take);
   }
+  if (kernel && fabric_->from_kernel_relays != nullptr && n < kBurst) {
+    // The kernel's relays to ours (TURN over TCP / TLS clients' relays talking to the data
+    // plane's), as if received.
+    n = static_cast<uint16_t>(n + TakeNodeDatagrams(rx + n, static_cast<uint16_t>(kBurst - n)));
+  }
   if (n > 0) {
     engine_->SetNow(now_ns_);
     HandleBurst(rx, n, /*from_ring=*/false, sample ? split : nullptr);
@@ -272,14 +282,6 @@ void DpdkWorker::Poll() {
     }
   }
   if (kernel) n = static_cast<uint16_t>(n + PollKernel());
-  if (kernel && fabric_->from_kernel_relays != nullptr && n_hairpin_ < kBurst) {
-    // The kernel's relays to ours (TURN over TCP / TLS clients' relays talking to the data
-    // plane's): received on the next iteration, like a hairpin.
-    n_hairpin_ = static_cast<uint16_t>(
-        n_hairpin_ + rte_ring_sc_dequeue_burst(fabric_->from_kernel_relays,
-                                               reinterpret_cast<void**>(hairpin_ + n_hairpin_),
-                                               kBurst - n_hairpin_, nullptr));
-  }
   if (n > 0) {
     if (sample) tsc[2] = rte_rdtsc();
     FlushTx();
@@ -499,6 +501,45 @@ void DpdkWorker::NotForRelay(rte_mbuf* m, const packet::FrameInfo& info) {
   }
   if (n_to_kernel_ == kBurst) DrainToKernel();
   to_kernel_[n_to_kernel_++] = m;
+}
+
+uint16_t DpdkWorker::TakeNodeDatagrams(rte_mbuf** rx, uint16_t room) {
+  void* taken[kBurst];
+  const unsigned k = rte_ring_sc_dequeue_burst(fabric_->from_kernel_relays, taken,
+                                               std::min<unsigned>(room, kBurst), nullptr);
+  uint16_t n = 0;
+  for (unsigned i = 0; i < k; ++i) {
+    std::unique_ptr<NodeDatagram> d(static_cast<NodeDatagram*>(taken[i]));
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) {
+      ++counters_.tx_no_slot;
+      continue;
+    }
+    packet::UdpTxParams params;  // from us to us; software checksums (the receive path reads them)
+    params.src_mac = mac_;
+    params.dst_mac = mac_;
+    params.src = d->src;
+    params.dst = d->dst;
+    uint8_t* base = static_cast<uint8_t*>(m->buf_addr);
+    const size_t offset = m->data_off;
+    std::optional<packet::Prepended> p;
+    if (d->payload.size() <= rte_pktmbuf_tailroom(m)) {
+      std::memcpy(base + offset, d->payload.data(), d->payload.size());
+      p = packet::PrependUdpHeaders(std::span<uint8_t>(base, offset + d->payload.size()), offset,
+                                    d->payload.size(), params);
+    }
+    if (!p) {
+      ++counters_.tx_too_big;
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    const size_t length = offset + d->payload.size() - p->frame_offset;
+    m->data_off = static_cast<uint16_t>(p->frame_offset);
+    m->data_len = static_cast<uint16_t>(length);
+    m->pkt_len = static_cast<uint32_t>(length);
+    rx[n++] = m;
+  }
+  return n;
 }
 
 void DpdkWorker::DrainToKernel() {

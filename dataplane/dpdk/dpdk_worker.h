@@ -73,6 +73,15 @@ struct KernelRelayPorts {
   std::array<std::atomic<uint8_t>, 65536> open[2] = {};
 };
 
+// A datagram from one of the kernel's relays (the stream host's) to the data plane's own
+// address, on its way to worker 0 (DpdkFabric::from_kernel_relays), which builds the frame. Plain
+// memory: the stream host's thread is not an lcore, so it leaves the mbuf pool alone.
+struct NodeDatagram {
+  SocketAddress src;
+  SocketAddress dst;
+  std::vector<uint8_t> payload;
+};
+
 // What the workers of one port share.
 struct DpdkFabric {
   static constexpr uint32_t kMaxWorkers = 64;
@@ -93,8 +102,8 @@ struct DpdkFabric {
   // The kernel hosts relays too (TURN over TCP / TLS behind the exception path): UDP to those
   // ports goes to the kernel rather than being dropped. Null when it does not.
   std::unique_ptr<KernelRelayPorts> kernel_relays;
-  // With kernel_relays: frames the kernel's relays send to the data plane's own relays, built by
-  // the stream host (one producer) and received by worker 0 as if from the port.
+  // With kernel_relays: NodeDatagrams the kernel's relays send to the data plane's own address
+  // (the stream host is the one producer), received by worker 0 as if from the port.
   rte_ring* from_kernel_relays = nullptr;
   // Engines of the node when more than the workers (a kernel-side stream host's too): each
   // engine's share of bps-capacity. 0: the workers'.
@@ -186,6 +195,8 @@ class DpdkWorker final : public turn::RelayTransport {
   // (RelayOwns): dropped and counted.
   void NotForRelay(rte_mbuf* m, const packet::FrameInfo& info);
   bool RelayOwns(const packet::FrameInfo& info) const;
+  // Worker 0: frames for up to `room` NodeDatagrams from the stream host, into `rx`.
+  uint16_t TakeNodeDatagrams(rte_mbuf** rx, uint16_t room);
   void DrainToKernel();
   // Worker 0: what the kernel sent on its TAP interface out on the port, and the other
   // workers' frames for the kernel to it. Returns the number of frames moved.

@@ -53,17 +53,24 @@ struct UringLimits {
 
 using UringCounters = IoCounters;
 
+// Told of a stream host's relay socket bound (open) or about to close.
+using RelayObserver = std::function<void(const SocketAddress& relay, bool open)>;
+// What became of a datagram offered to a NodeSender.
+enum class NodeSend : uint8_t {
+  kNotTaken,  // the kernel's to deliver (its own socket holds the destination)
+  kQueued,    // on its way to the other backend
+  kDropped,   // the other backend's queue was full
+};
+// Takes a datagram a relay socket of the stream host would send to one of the node's own
+// addresses, which the kernel would deliver locally.
+using NodeSender = std::function<NodeSend(const SocketAddress& src, const SocketAddress& dst,
+                                          std::span<const uint8_t> payload)>;
+
 // TURN over TCP and TLS for a node whose UDP another backend serves: backend=dpdk with
 // dpdk-kernel-interface, where the node's kernel holds the data plane's addresses on the TAP
 // interface. One worker with the stream listeners only; the relays of its allocations are kernel
 // sockets too, reached through that backend's exception path. Sockets are bound with IP_FREEBIND:
 // the addresses reach the TAP interface only after start-up.
-using RelayObserver = std::function<void(const SocketAddress& relay, bool open)>;
-// Takes a datagram a relay socket of the stream host would send to one of the node's own
-// addresses, which the kernel would deliver locally; true when taken (sent or dropped), false
-// to let the kernel have it.
-using NodeSender = std::function<bool(const SocketAddress& src, const SocketAddress& dst,
-                                      std::span<const uint8_t> payload)>;
 struct StreamHostOptions {
   turn::NodeState* node = nullptr;  // the other backend's: one pool of relay ports and quotas
   uint32_t worker_index = 0;        // after the other backend's workers (allocation ids, events)

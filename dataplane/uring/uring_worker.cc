@@ -581,9 +581,17 @@ bool UringWorker::SendToNode(const turn::TxDesc& d) {
   std::memcpy(node_scratch_.data(), d.head, d.head_len);
   if (d.body_len > 0) std::memcpy(node_scratch_.data() + d.head_len, d.body, d.body_len);
   if (d.tail_pad > 0) std::memset(node_scratch_.data() + d.head_len + d.body_len, 0, d.tail_pad);
-  if (!node_sender_(relays_[SlotOf(d.socket)].address, d.dst, node_scratch_)) return false;
-  ++counters_.tx_packets;
-  counters_.tx_bytes += d.size();
+  switch (node_sender_(relays_[SlotOf(d.socket)].address, d.dst, node_scratch_)) {
+    case NodeSend::kNotTaken:
+      return false;
+    case NodeSend::kQueued:
+      ++counters_.tx_packets;
+      counters_.tx_bytes += d.size();
+      return true;
+    case NodeSend::kDropped:
+      ++counters_.tx_err_again;  // as for a full socket buffer
+      return true;
+  }
   return true;
 }
 

@@ -120,28 +120,44 @@ echo "kernel: TURN over TCP and TLS from the kernel side" \
 
 # 5. A relay of the kernel (a TCP client's) and a relay of the data plane (a UDP client's) on the
 # same node reach each other both ways: the kernel's datagrams to the data plane's address are
-# handed to the workers, and the data plane's reach the kernel (accept_local on tpk0).
+# handed to the workers, and the data plane's reach the kernel (accept_local on tpk0), with
+# strict reverse-path filtering on. Each indication is resent until it arrives (UDP may lose
+# one), within a deadline.
+sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.tpk0.rp_filter=1 ||
+  tp_fail "cannot set rp_filter"
 tp_in_client python3 - "${TP_LIB_DIR}" "${TP_HOST}" "${TP_PORT}" "${TP_DPDK_PEER_HOST}" \
   "${TP_SECRET}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
-import base64, hashlib, hmac, sys, time
+import base64, hashlib, hmac, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from turn_client import TurnClient
 host, port, me, secret = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def client(name, tcp):
     user = "%d:%s" % (time.time() + 3600, name)
     password = base64.b64encode(hmac.new(secret.encode(), user.encode(), hashlib.sha1).digest())
-    return TurnClient(port, user, password.decode(), host=host, tcp=tcp, bind_host=me)
+    return TurnClient(port, user, password.decode(), host=host, tcp=tcp, bind_host=me,
+                      timeout=5.0 if tcp else 2.0)
 tcp, udp = client("mixed-tcp", True), client("mixed-udp", False)
 kernel_relay, dpdk_relay = tcp.allocate(), udp.allocate()
 tcp.create_permission(dpdk_relay)
 udp.create_permission(kernel_relay)
+udp.sock.settimeout(0.5)
+tcp.sock.settimeout(0.5)
 for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
                                    (udp, tcp, dpdk_relay, kernel_relay)):
     for i in range(5):
         payload = b"mixed %d from %s" % (i, src.encode())
-        sender.send_indication(dst, payload)
-        peer, data = receiver.receive_data()
-        assert (peer, data) == (src, payload), (peer, data, src, payload)
+        deadline = time.monotonic() + 15
+        while True:
+            assert time.monotonic() < deadline, "%s never reached %s" % (payload, dst)
+            sender.send_indication(dst, payload)
+            try:
+                peer, data = receiver.receive_data()
+                while data != payload:  # a resent earlier one
+                    peer, data = receiver.receive_data()
+                break
+            except socket.timeout:
+                continue
+        assert peer == src, (peer, src)
     print("relayed %s -> %s: 5 of 5" % (src, dst))
 EOF
   { cat "${TP_TMP}/mixed.log" >&2; tp_fail "a kernel relay and a data-plane relay did not meet"; }
