@@ -36,7 +36,10 @@ tp_in_client ip link set lo up
 
 TLS_PORT=5349
 tp_make_cert
+TOKEN="token-$$-${RANDOM}"
+printf '%s\n' "${TOKEN}" >"${TP_TMP}/token"
 tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --control-listen=0.0.0.0:9641 \
+  --control-token-file="${TP_TMP}/token" \
   --tls-listening-port="${TLS_PORT}" --cert="${TP_CERT}" --pkey="${TP_KEY}"
 grep -q "exception path: frames not for the relay go to the kernel through tpk0" "${TP_SERVER_LOG}" ||
   tp_fail "turnpiked did not log its exception path"
@@ -122,15 +125,16 @@ echo "kernel: TURN over TCP and TLS from the kernel side" \
 # same node reach each other both ways: the kernel's datagrams to the data plane's address are
 # handed to the workers, and the data plane's reach the kernel (accept_local on tpk0), with
 # strict reverse-path filtering on. Each indication is resent until it arrives (UDP may lose
-# one), within a deadline.
+# one), within a deadline. Then the REST API lists the TCP client's allocation on worker 1 (the
+# stream host) and the UDP client's on worker 0, and a kill reaches the stream host.
 sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.tpk0.rp_filter=1 ||
   tp_fail "cannot set rp_filter"
 tp_in_client python3 - "${TP_LIB_DIR}" "${TP_HOST}" "${TP_PORT}" "${TP_DPDK_PEER_HOST}" \
-  "${TP_SECRET}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
-import base64, hashlib, hmac, socket, sys, time
+  "${TP_SECRET}" "${TOKEN}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
+import base64, hashlib, hmac, json, socket, sys, time, urllib.request
 sys.path.insert(0, sys.argv[1])
-from turn_client import TurnClient
-host, port, me, secret = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+from turn_client import TurnClient, TurnError
+host, port, me, secret, token = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 def client(name, tcp):
     user = "%d:%s" % (time.time() + 3600, name)
     password = base64.b64encode(hmac.new(secret.encode(), user.encode(), hashlib.sha1).digest())
@@ -159,6 +163,25 @@ for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
                 continue
         assert peer == src, (peer, src)
     print("relayed %s -> %s: 5 of 5" % (src, dst))
+def api(method, path):
+    request = urllib.request.Request("http://%s:9641%s" % (host, path), method=method,
+                                     headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return r.status, r.read()
+for client_, worker, transport in ((tcp, 1, "tcp"), (udp, 0, "udp")):
+    _, body = api("GET", "/v1/allocations?user=" + client_.username)
+    items = json.loads(body)["allocations"]
+    assert len(items) == 1, items
+    assert (items[0]["worker"], items[0]["client"]["transport"]) == (worker, transport), items
+print("REST: the TCP client's allocation is on worker 1, the UDP client's on worker 0")
+_, body = api("GET", "/v1/allocations?user=" + tcp.username)
+status, _ = api("DELETE", "/v1/allocations/" + json.loads(body)["allocations"][0]["id"])
+assert 200 <= status < 300, status
+try:
+    tcp.refresh()
+    raise AssertionError("the killed allocation still answers Refresh")
+except (TurnError, ConnectionError, socket.timeout) as e:
+    print("REST: killed the stream host's allocation; Refresh now gets: %s" % e)
 EOF
   { cat "${TP_TMP}/mixed.log" >&2; tp_fail "a kernel relay and a data-plane relay did not meet"; }
 cat "${TP_TMP}/mixed.log"
