@@ -70,11 +70,7 @@ elif [[ "${MODE}" == dpdk-turns ]]; then
   # The browser in a namespace of its own: with tpk0 holding 10.200.0.2 here, the kernel would
   # deliver its packets locally instead of through the data plane.
   [[ -n "${TP_IN_NETNS:-}" ]] || tp_fail "the dpdk-turns mode needs a network namespace (root)"
-  TP_DPDK_CLIENT_NS="tp-browser-$$"
-  ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
-  TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
-  export TP_DPDK_CLIENT_NS
-  tp_in_client ip link set lo up
+  tp_add_client_netns "tp-browser-$$"
   TP_TLS_PORT=5349
   tp_make_cert
   tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --tls-listening-port="${TP_TLS_PORT}" \

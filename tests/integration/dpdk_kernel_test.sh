@@ -28,11 +28,7 @@ PEER_PORT=3480
 tp_require ip curl ping openssl turnutils_uclient turnutils_peer
 tp_init
 ip link set lo up
-TP_DPDK_CLIENT_NS="tp-client-$$"
-ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
-TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
-export TP_DPDK_CLIENT_NS
-tp_in_client ip link set lo up
+tp_add_client_netns "tp-client-$$"
 
 TLS_PORT=5349
 tp_make_cert

@@ -376,8 +376,18 @@ tp_server_argv() {
   esac
 }
 
+# Puts the DPDK tests' client side in a network namespace of its own, named $1 (removed at
+# exit), with loopback up: tp_start_dpdk_server moves tp0 there, and tp_in_client runs there.
+tp_add_client_netns() {
+  TP_DPDK_CLIENT_NS="$1"
+  ip netns add "${TP_DPDK_CLIENT_NS}" || tp_fail "cannot add network namespace ${TP_DPDK_CLIENT_NS}"
+  TP_ADDED_NETNS+=("${TP_DPDK_CLIENT_NS}")
+  export TP_DPDK_CLIENT_NS
+  tp_in_client ip link set lo up
+}
+
 # Runs a command on the client side: in network namespace TP_DPDK_CLIENT_NS when set (the DPDK
-# exception-path test), else here.
+# tests with a kernel interface), else here.
 tp_in_client() {
   if [[ -n "${TP_DPDK_CLIENT_NS:-}" ]]; then
     ip netns exec "${TP_DPDK_CLIENT_NS}" "$@"
