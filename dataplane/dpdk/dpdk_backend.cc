@@ -177,12 +177,13 @@ NodeSend SendToOwnRelay(DpdkFabric& fabric, const SocketAddress& src, const Sock
 void AcceptLocalSources(const std::string& iface) {
   const std::string path = absl::StrFormat("/proc/sys/net/ipv4/conf/%s/accept_local", iface);
   std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr || std::fputs("1\n", f) < 0) {
+  bool ok = f != nullptr && std::fputs("1\n", f) >= 0;
+  if (f != nullptr && std::fclose(f) != 0) ok = false;  // the write happens here
+  if (!ok) {
     spdlog::warn("cannot set {}: relays of TURN over TCP / TLS clients will not receive from "
                  "the data plane's relays on this node",
                  path);
   }
-  if (f != nullptr) std::fclose(f);
 }
 
 static int LaunchWorker(void* arg) {

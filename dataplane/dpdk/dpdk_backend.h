@@ -73,8 +73,9 @@ class DpdkBackend final : public Backend {
   std::unique_ptr<turn::NodeState> node_;
   std::unique_ptr<DpdkFabric> fabric_;  // the workers' rings and relay-port owners
   std::vector<std::unique_ptr<DpdkWorker>> workers_;
-  // TURN over TCP / TLS from the kernel side (null without dpdk-kernel-interface, or with
-  // both off); worker workers_.size(). Uses node_.
+  // TURN over TCP / TLS from the kernel side (null without dpdk-kernel-interface, with both
+  // off, or when it could not start and TLS was not asked for); worker workers_.size(). Uses
+  // node_.
   std::unique_ptr<UringBackend> streams_;
   std::vector<unsigned> lcores_;
   uint16_t port_ = 0;

@@ -22,8 +22,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <span>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,7 +74,8 @@ using NodeSender = std::function<NodeSend(const SocketAddress& src, const Socket
 struct StreamHostOptions {
   turn::NodeState* node = nullptr;  // the other backend's: one pool of relay ports and quotas
   uint32_t worker_index = 0;        // after the other backend's workers (allocation ids, events)
-  uint32_t worker_count = 1;        // the node's workers, this one included (bps-capacity share)
+  uint32_t worker_count = 1;  // the node's workers, this one included: bps-capacity share and
+                              // the allocation table's size (PerWorkerAllocations)
   // Told of every relay socket bound (true) and closed (false), on the stream host's thread:
   // the other backend sends UDP for those ports to the kernel.
   RelayObserver on_relay;

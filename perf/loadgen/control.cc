@@ -20,7 +20,6 @@ namespace {
 
 constexpr int64_t kRm = 16;  // RFC 8489 6.2.1: wait Rm * RTO after the last transmission
 
-
 std::mt19937_64& Rng() {
   static std::mt19937_64 rng{std::random_device{}()};
   return rng;

@@ -232,7 +232,7 @@ class DpdkWorkerTest : public ::testing::Test {
   // UDP to a relay port no worker has open is dropped, since the kernel has no socket there
   // either, unless the kernel holds that port (a stream host's relay: TURN over TCP / TLS from
   // the kernel side). UDP to the listening port stays the data plane's either way.
-  void ExpectUnopenedRelayPortGoesToTheKernel(bool kernel_relays) {
+  void CheckUnopenedRelayPorts(bool kernel_relays) {
     Start(1, /*kernel_interface=*/true, /*own_queues=*/false, kernel_relays);
     if (kernel_relays) fabric_->kernel_relays->open[0][20123].store(1);  // as on_relay does
     const uint8_t data[] = {'p', 'e', 'e', 'r'};
@@ -416,11 +416,11 @@ TEST_F(DpdkWorkerTest, ExceptionPathHandsTheKernelWhatIsNotForTheRelayAndSendsIt
 }
 
 TEST_F(DpdkWorkerTest, UnopenedRelayPortsAreDroppedWithoutKernelRelays) {
-  ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/false);
+  CheckUnopenedRelayPorts(/*kernel_relays=*/false);
 }
 
 TEST_F(DpdkWorkerTest, RelayPortsTheKernelHoldsAreTheKernelsOthersDropped) {
-  ExpectUnopenedRelayPortGoesToTheKernel(/*kernel_relays=*/true);
+  CheckUnopenedRelayPorts(/*kernel_relays=*/true);
 }
 
 // Own queues: worker 1 answers ARP on its queue and passes what is not for the relay to the

@@ -1,6 +1,7 @@
 // End-to-end tests of the io_uring backend in-process: a UringBackend with two workers on
 // 127.0.0.1 (listening_port 0, so the kernel picks a free port that listening_port() reports),
-// driven by plain UDP sockets that speak STUN/TURN through turn/stun/message.h. Loopback only.
+// driven by plain UDP sockets that speak STUN/TURN through turn/stun/message.h. Loopback only
+// (the stream host's tests bind TEST-NET-1 with IP_FREEBIND, and send nothing).
 #include "dataplane/uring/uring_backend.h"
 
 #include <netinet/in.h>
@@ -392,8 +393,8 @@ TEST(UringBackendCreate, RefusesWildcardListeningAddresses) {
 }
 
 // The stream host of backend=dpdk (uring_backend.h): binds the data plane's addresses before
-// the kernel has them, listens for TCP only (UDP on the port is the data plane's), and takes
-// relay ports from the node state it is given.
+// the kernel has them, listens for TCP only (UDP on the port is the data plane's), and uses the
+// node state it is given.
 TEST(UringBackendStreamHost, ListensOnAnAddressTheKernelDoesNotHaveYet) {
   ServerConfig config;
   const IpAddress ip = *IpAddress::Parse("192.0.2.1");  // TEST-NET-1: bind only, no traffic

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "turn/stun/message.h"
