@@ -126,14 +126,32 @@ tp_cleanup() {
   return ${rc}
 }
 
+# turnpiked only: prints the control address (ip:port) its ready line names; fails when there
+# is no such server or line.
+tp_control_addr() {
+  [[ "${SERVER:-}" == turnpiked && -n "${TP_SERVER_LOG}" && -f "${TP_SERVER_LOG}" ]] || return 1
+  local addr
+  addr="$(sed -n 's/.* ready: .* control \([0-9.]*:[0-9]*\).*/\1/p' "${TP_SERVER_LOG}" | tail -1)"
+  [[ -n "${addr}" ]] || return 1
+  echo "${addr}"
+}
+
+# turnpiked only: prints the sum of the /metrics samples whose name is $1 (all label sets).
+# Fails when the server does not answer or has no such metric.
+tp_server_metric_sum() {
+  local addr
+  addr="$(tp_control_addr)" || return 1
+  curl -s --max-time 3 "http://${addr}/metrics" |
+    awk -v name="$1" '$1 == name || index($1, name "{") == 1 { sum += $2; seen = 1 }
+                      END { if (!seen) exit 1; printf "%d\n", sum }'
+}
+
 # turnpiked only, for a failure's diagnosis: prints to stderr the packet counters of its
 # /metrics that are not zero (drops by reason among them), read from the control address its
 # ready line names. Prints nothing when there is no such server or it does not answer.
 tp_server_counters() {
-  [[ "${SERVER:-}" == turnpiked && -n "${TP_SERVER_LOG}" && -f "${TP_SERVER_LOG}" ]] || return 0
   local addr
-  addr="$(sed -n 's/.* ready: .* control \([0-9.]*:[0-9]*\).*/\1/p' "${TP_SERVER_LOG}" | tail -1)"
-  [[ -n "${addr}" ]] || return 0
+  addr="$(tp_control_addr)" || return 0
   python3 - "${addr}" >&2 <<'PY' || true
 import sys
 import urllib.request

@@ -135,24 +135,37 @@ negative_tests() {
   # -R: uclient overwrites random bytes in about one request in ten. uclient itself often waits
   # forever for an answer to a request the server rightly dropped, so its outcome is not judged:
   # the server must survive and keep serving. Two runs with different shapes. A run whose very
-  # first request was the corrupted one never gets an answer at all (uclient then just waits),
-  # so a run that was never answered is tried again, up to three times.
-  local i attempt rc log
+  # first request was the corrupted one never gets an answer at all (uclient then just waits;
+  # about one run in twelve here), so such a run is tried again, up to six times. Against
+  # turnpiked each unanswered attempt must also show in its drop counters: a request that was
+  # neither answered nor counted as dropped fails the test.
+  local i attempt rc log drops_before drops_after
   local -a shapes=("-m 5 -n 20 -l ${LENGTH}" "-s -m 3 -n 20 -l 60")
   for i in 1 2; do
     log="${TP_TMP}/uclient-R${i}.log"
-    for attempt in 1 2 3; do
+    for attempt in 1 2 3 4 5 6; do
       rc=0
+      drops_before="$(tp_server_metric_sum turnpike_dropped_packets_total)" || drops_before=""
       # Line-buffered so the log survives the timeout's SIGTERM.
       # shellcheck disable=SC2086  # the shape is a list of flags
       timeout 10 stdbuf -oL turnutils_uclient -v -R -W "${TP_SECRET}" -e "${TP_HOST}" \
         -r "${TP_PEER_PORT}" -p "${TP_PORT}" ${shapes[i - 1]} "${TP_HOST}" >"${log}" 2>&1 ||
         rc=$?
       grep -q 'response received' "${log}" && break
-      tp_log "-R run ${i} attempt ${attempt}: never answered (first request corrupted?)"
+      if [[ -n "${drops_before}" ]]; then
+        drops_after="$(tp_server_metric_sum turnpike_dropped_packets_total)" ||
+          tp_fail "-R run ${i}: /metrics did not answer after attempt ${attempt}"
+        ((drops_after > drops_before)) ||
+          tp_fail "-R run ${i} attempt ${attempt}: never answered, and the server counted no" \
+            "dropped packet (drops stayed at ${drops_before}; see ${log})"
+        tp_log "-R run ${i} attempt ${attempt}: never answered; the server counted" \
+          "$((drops_after - drops_before)) dropped packet(s)"
+      else
+        tp_log "-R run ${i} attempt ${attempt}: never answered (first request corrupted?)"
+      fi
     done
     grep -q 'response received' "${log}" ||
-      tp_fail "-R run ${i}: the server never answered the fuzzing client in 3 attempts"
+      tp_fail "-R run ${i}: the server never answered the fuzzing client in 6 attempts"
     echo "-R run ${i}: $(grep -cE ' sent$' "${log}") requests sent," \
       "$(grep -c 'response received' "${log}") answered;" \
       "uclient status ${rc} (not judged), attempt ${attempt}"
