@@ -181,12 +181,15 @@ run_testpmd() {
   wait_for_log "${pid}" "${RUN_DIR}/testpmd-${round}.log" "io packet forwarding"
   UPTIME_A="$(uptime)"
   log "load: ${UPTIME_A}"
-  run_gen "${RUN_DIR}/gen-testpmd-${round}.log" --raw "${GEN_COMMON[@]}" -- \
+  # Lingering as in step 2: testpmd's polling lcore can fault on the generator's disconnect too.
+  LINGER=1 run_gen "${RUN_DIR}/gen-testpmd-${round}.log" --raw "${GEN_COMMON[@]}" \
+    --linger=600 -- \
     -l 0 --no-pci --file-prefix="${PREFIXES[2]}" --vdev="net_memif0,role=client,socket=${sock}"
   TESTPMD_LINE="${GEN_LINE}"
   log "load after: $(uptime)"
   kill -INT "${pid}" 2>/dev/null || true
   wait "${pid}" 2>/dev/null || true
+  stop_lingering
 }
 
 # 2. The relay. Sets RELAY_LINE and UPTIME_B.
