@@ -808,20 +808,12 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
       return hop;
     }
   }
-  if (n_parked_ == kMaxParked) {
-    // No room to park: only a known MAC will do (the table is not told of a frame that cannot
-    // wait, so its per-neighbour count of parked frames stays true). Until parked frames are
-    // sent or expire (incomplete_seconds at most), no request goes out for a new next hop and
-    // a stale entry is not probed again.
-    if (const std::optional<packet::MacAddress> mac = neighbors_.Lookup(next, NowSeconds())) {
-      hop.kind = NextHop::kSend;
-      hop.mac = *mac;
-    } else {
-      ++counters_.tx_neighbor_pending;
-    }
-    return hop;
-  }
-  const packet::NeighborTable::Resolution r = neighbors_.Resolve(next, second);
+  // With the parking lot full a frame that would wait is dropped, but the table still asks for
+  // requests: a new next hop is resolved and a stale one probed even while other, unanswered
+  // next hops fill the lot (a client can aim its permitted peers at on-link addresses nobody
+  // answers for).
+  const packet::NeighborTable::Resolution r =
+      neighbors_.Resolve(next, second, /*can_queue=*/n_parked_ < kMaxParked);
   if (r.send_request) {
     SendNeighborRequest(next, r.disposition == packet::NeighborTable::Disposition::kSend
                                   ? std::optional<packet::MacAddress>(r.mac)
@@ -838,7 +830,7 @@ DpdkWorker::NextHop DpdkWorker::ResolveNextHop(const IpAddress& dst) {
       hop.via = next;
       break;
     case packet::NeighborTable::Disposition::kDrop:
-      ++counters_.tx_neighbor_pending;  // this neighbour's parked frames are at their limit
+      ++counters_.tx_neighbor_pending;  // its parked frames are at their limit, or the lot is full
       break;
   }
   return hop;

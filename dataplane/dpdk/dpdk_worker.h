@@ -233,7 +233,8 @@ class DpdkWorker final : public turn::RelayTransport {
   };
   NextHop ResolveNextHop(const IpAddress& dst);
   // Parked frames: held with a zero destination MAC until their next hop resolves (Learn),
-  // dropped and counted after the neighbour table's incomplete_seconds.
+  // dropped and counted after the neighbour table's incomplete_seconds. With kMaxParked of
+  // them, a frame that would wait is dropped instead (the requests still go out).
   void Park(const IpAddress& via, rte_mbuf* m);
   void LearnNeighbor(const IpAddress& ip, const packet::MacAddress& mac, bool create);
   // Sends the parked frames whose next hop now has a MAC, drops the expired ones (`expire`).

@@ -26,14 +26,15 @@ std::optional<NeighborState> NeighborTable::Live(const Entry& e, uint64_t now) c
   return std::nullopt;
 }
 
-void NeighborTable::StartResolution(Entry& e, uint64_t now) {
+void NeighborTable::StartResolution(Entry& e, uint64_t now, bool queued) {
   e = Entry{};
-  e.queued = 1;
+  e.queued = queued ? 1 : 0;
   e.expires = now + options_.incomplete_seconds;
   e.last_request = now;
 }
 
-NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t now) {
+NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t now,
+                                                 bool can_queue) {
   Resolution r;
   Hot& hot = hot_[HotSlot(ip)];
   if (hot.now == now && hot.ip == ip) {
@@ -47,16 +48,16 @@ NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t n
       return r;  // kDrop
     }
     it = entries_.try_emplace(ip).first;
-    StartResolution(it->second, now);
-    r.disposition = Disposition::kQueue;
+    StartResolution(it->second, now, can_queue);
+    r.disposition = can_queue ? Disposition::kQueue : Disposition::kDrop;
     r.send_request = true;
     return r;
   }
   Entry& e = it->second;
   const std::optional<NeighborState> state = Live(e, now);
   if (!state) {  // dead: resolve afresh in the same slot
-    StartResolution(e, now);
-    r.disposition = Disposition::kQueue;
+    StartResolution(e, now, can_queue);
+    r.disposition = can_queue ? Disposition::kQueue : Disposition::kDrop;
     r.send_request = true;
     return r;
   }
@@ -71,7 +72,7 @@ NeighborTable::Resolution NeighborTable::Resolve(const IpAddress& ip, uint64_t n
       r.mac = e.mac;
       break;
     case NeighborState::kIncomplete:
-      if (e.queued < options_.max_queued) {
+      if (can_queue && e.queued < options_.max_queued) {
         ++e.queued;
         r.disposition = Disposition::kQueue;
       }

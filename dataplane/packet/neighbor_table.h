@@ -69,8 +69,11 @@ class NeighborTable {
   };
 
   // Decides what to do with a packet about to go to next hop `ip`, creating an INCOMPLETE entry
-  // for an unknown address (kQueue + send_request) when there is room.
-  Resolution Resolve(const IpAddress& ip, uint64_t now);
+  // for an unknown address (kQueue + send_request) when there is room. `can_queue` false: the
+  // caller has no room to park the packet, so it is never counted as parked and kQueue becomes
+  // kDrop, but resolution goes on as usual (the entry is created, requests are asked for), so
+  // that the next hop's later packets find its MAC.
+  Resolution Resolve(const IpAddress& ip, uint64_t now, bool can_queue = true);
 
   // The usable MAC (REACHABLE or STALE) without side effects.
   std::optional<MacAddress> Lookup(const IpAddress& ip, uint64_t now) const;
@@ -124,7 +127,7 @@ class NeighborTable {
 
   // The entry's state at `now`, nullopt when dead.
   std::optional<NeighborState> Live(const Entry& e, uint64_t now) const;
-  void StartResolution(Entry& e, uint64_t now);
+  void StartResolution(Entry& e, uint64_t now, bool queued);
 
   NeighborTableOptions options_;
   absl::flat_hash_map<IpAddress, Entry> entries_;

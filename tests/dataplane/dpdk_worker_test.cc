@@ -632,6 +632,75 @@ TEST_F(DpdkWorkerTest, ANeighborsNewMacIsUsedFromTheNextFrameOn) {
   EXPECT_EQ(Total().tx_neighbor_pending, 0u);
 }
 
+// Peers nobody answers ARP for fill the worker's parking lot (64 frames for each of four next
+// hops: all 256 places). A frame for a fifth, live peer then cannot wait and is dropped, but the
+// node still asks for the peer's MAC, and once that is answered the peer's next frame goes out.
+TEST_F(DpdkWorkerTest, AFullParkingLotStillResolvesANewNextHop) {
+  Start(1, /*kernel_interface=*/false);
+  const IpAddress client_ip = Ip("10.0.0.10");
+  const IpAddress live_peer = Ip("10.0.0.20");
+  constexpr uint32_t kSilent = 4;
+  std::vector<dpdkgen::TurnAllocation> allocations(kSilent + 1);
+  for (uint32_t i = 0; i <= kSilent; ++i) {
+    allocations[i].index = i;
+    allocations[i].client = {client_ip, static_cast<uint16_t>(40000 + i)};
+    allocations[i].peer = {
+        i < kSilent ? Ip(absl::StrFormat("10.0.0.%u", 31 + i).c_str()) : live_peer, 50000};
+  }
+  const IpAddress clients[] = {client_ip};
+  MakeAllocations(allocations, clients);
+  if (HasFatalFailure()) return;
+  const SocketAddress server{kNode, 3478};
+  auto channel_data = [](const dpdkgen::TurnAllocation& a) {
+    return Bytes{
+        static_cast<uint8_t>(a.channel >> 8), static_cast<uint8_t>(a.channel), 0, 4, 1, 2, 3, 4};
+  };
+  for (uint32_t i = 0; i < kSilent; ++i) {
+    for (int k = 0; k < 64; ++k) {
+      port_.Put(UdpFrame(allocations[i].client, server, channel_data(allocations[i])));
+    }
+  }
+  const dpdkgen::TurnAllocation& live = allocations[kSilent];
+  port_.Put(UdpFrame(live.client, server, channel_data(live)));
+
+  // The node's ARP requests: one for each silent peer, then one for the live peer, answered.
+  bool asked = false;
+  while (!asked) {
+    const Bytes frame = port_.Take();
+    if (frame.empty()) break;
+    const packet::FrameInfo info = packet::ParseFrame(frame);
+    ASSERT_EQ(info.kind, packet::FrameKind::kArp) << "only ARP requests go out until then";
+    const std::optional<packet::ArpMessage> arp = packet::ParseArp(frame, info);
+    ASSERT_TRUE(arp.has_value());
+    EXPECT_EQ(arp->op, packet::kArpOpRequest);
+    if (!(arp->target_ip == live_peer)) continue;
+    asked = true;
+    Bytes reply(64);
+    const IpAddress answered[] = {live_peer};
+    const packet::Reply r = packet::BuildArpReply(frame, info, kHostMac, answered, reply);
+    ASSERT_EQ(r.verdict, packet::ReplyVerdict::kReply);
+    reply.resize(r.length);
+    port_.Put(reply);
+  }
+  ASSERT_TRUE(asked) << "no ARP request for the live peer while the parking lot was full";
+  port_.Put(UdpFrame(live.client, server, channel_data(live)));
+  std::optional<Sent> s;
+  for (Bytes frame = port_.Take(); !frame.empty(); frame = port_.Take()) {
+    if (packet::ParseFrame(frame).kind == packet::FrameKind::kArp) continue;  // retransmits
+    s = ParseUdp(frame);
+    break;
+  }
+  ASSERT_TRUE(s.has_value()) << "the live peer's second frame was not relayed";
+  EXPECT_EQ(s->info.dst(), live.peer);
+  EXPECT_EQ(s->info.dst_mac, kHostMac);
+  Stop();
+  const IoCounters total = Total();
+  EXPECT_EQ(total.tx_neighbor_parked, 64u * kSilent);
+  // Only the live peer's first frame was dropped: had the parked frames expired during the
+  // test (3 s), they would count here too, and the lot would not have been full.
+  EXPECT_EQ(total.tx_neighbor_pending, 1u);
+}
+
 // Relay port steering (flow_steering.h): the blocks a range splits into, and a port without
 // rte_flow (net_ring) refusing the rules, which leaves the workers handing frames over.
 TEST(FlowSteeringTest, PortBlocksCoverARangeExactlyWithAlignedPowersOfTwo) {

@@ -90,6 +90,48 @@ TEST(NeighborTable, LearningResolvesAndReportsTheParkedPackets) {
   EXPECT_EQ(table.Lookup(ip, 101), kMacA);
 }
 
+// A caller with no room to park (can_queue false) drops the packet, but the table resolves the
+// next hop as usual: a new or dead entry asks for a request, an incomplete one retransmits once
+// a second, a stale one is probed. Nothing counts as parked, and the answer resolves the entry.
+TEST(NeighborTable, ResolvesWithoutQueueingWhenTheCallerCannotPark) {
+  NeighborTable table(SmallOptions());
+  const IpAddress ip = Host(1);
+  auto r = table.Resolve(ip, 100, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kDrop);
+  EXPECT_TRUE(r.send_request);  // the first packet still asks
+  EXPECT_EQ(table.StateOf(ip, 100), NeighborState::kIncomplete);
+  r = table.Resolve(ip, 100, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kDrop);
+  EXPECT_FALSE(r.send_request);  // asked this second already
+  r = table.Resolve(ip, 101, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kDrop);
+  EXPECT_TRUE(r.send_request);  // retransmitted a second later
+  // Room again: the packet is parked, and only it is counted.
+  EXPECT_EQ(table.Resolve(ip, 101).disposition, Disposition::kQueue);
+  const auto learned = table.Learn(ip, kMacA, 102, /*create=*/false);
+  EXPECT_EQ(learned.result, LearnResult::kResolved);
+  EXPECT_EQ(learned.queued, 1);
+  r = table.Resolve(ip, 102, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kSend);
+  EXPECT_EQ(r.mac, kMacA);
+
+  // A stale entry is still used and probed.
+  r = table.Resolve(ip, 102 + 30, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kSend);
+  EXPECT_EQ(r.mac, kMacA);
+  EXPECT_TRUE(r.send_request);
+
+  // A dead entry starts afresh, parking nothing.
+  const IpAddress other = Host(2);
+  table.Resolve(other, 200);  // one parked; the resolution gives up at 203
+  r = table.Resolve(other, 203, /*can_queue=*/false);
+  EXPECT_EQ(r.disposition, Disposition::kDrop);
+  EXPECT_TRUE(r.send_request);
+  const auto relearned = table.Learn(other, kMacB, 203, /*create=*/false);
+  EXPECT_EQ(relearned.result, LearnResult::kResolved);
+  EXPECT_EQ(relearned.queued, 0);
+}
+
 TEST(NeighborTable, ReachableThenStaleThenDead) {
   NeighborTable table(SmallOptions());
   const IpAddress ip = Host(2);
