@@ -172,8 +172,9 @@ NodeSend SendToOwnRelay(DpdkFabric& fabric, const SocketAddress& src, const Sock
 }
 
 // Lets `iface` take frames whose source is one of the kernel's own addresses: the data plane's
-// relays send to the kernel's from the node's address (net.ipv4.conf.IFACE.accept_local; IPv6
-// has no such setting, and this path is tested over IPv4 only).
+// relays send to the kernel's from the node's address (net.ipv4.conf.IFACE.accept_local). IPv6
+// needs no setting: the kernel takes such frames as they are (dpdk_kernel_test.sh relays both
+// ways over each family).
 void AcceptLocalSources(const std::string& iface) {
   const std::string path = absl::StrFormat("/proc/sys/net/ipv4/conf/%s/accept_local", iface);
   std::FILE* f = std::fopen(path.c_str(), "w");

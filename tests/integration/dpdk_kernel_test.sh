@@ -5,10 +5,11 @@
 #
 #   client namespace (ip netns add)            node namespace (unshare -n)
 #   tp0 10.200.0.1/24 <--- TAP "NIC" ---> turnpiked DPDK port, dpdk-address 10.200.0.2/24
+#       fd00:200::1/64                                   and fd00:200::2/64
 #   curl, ping, turnutils_uclient/peer                |  not for the relay
 #                                                      v
-#                                           tpk0 10.200.0.2/24 (the node's kernel; the
-#                                           control API listens on 0.0.0.0:9641 here)
+#                                           tpk0 10.200.0.2/24, fd00:200::2/64 (the node's
+#                                           kernel; the control API listens on 0.0.0.0:9641)
 #
 # Checks: TCP to the node's address (HTTP to the control API) is served by the node's kernel
 # through the data plane; the kernel's own ping of the client goes out and its replies come back
@@ -16,7 +17,8 @@
 # TURN relaying are still answered by the data plane; the to_kernel / from_kernel counters move.
 # TURN over TCP and TLS (uclient -t, -t -S) is served by the node's kernel behind the exception
 # path, relays included (the stream host, dataplane/dpdk/dpdk_backend.h), and such a relay and
-# one of the data plane reach each other (turn_client.py, TCP and UDP). Needs root.
+# one of the data plane reach each other (turn_client.py, TCP and UDP), over IPv4 and over
+# IPv6. Needs root.
 #
 # Usage: dpdk_kernel_test.sh   (environment: TURNPIKED, default build/turnpiked)
 set -u
@@ -31,18 +33,24 @@ ip link set lo up
 tp_add_client_netns "tp-client-$$"
 
 TLS_PORT=5349
+NODE6=fd00:200::2
+CLIENT6=fd00:200::1
 tp_make_cert
 TOKEN="token-$$-${RANDOM}"
 printf '%s\n' "${TOKEN}" >"${TP_TMP}/token"
 tp_start_dpdk_server --dpdk-kernel-interface=tpk0 --control-listen=0.0.0.0:9641 \
   --control-token-file="${TP_TMP}/token" \
+  --dpdk-address="${NODE6}/64" --allowed-peer-ip="${CLIENT6}-fd00:200::9" \
   --tls-listening-port="${TLS_PORT}" --cert="${TP_CERT}" --pkey="${TP_KEY}"
 grep -q "exception path: frames not for the relay go to the kernel through tpk0" "${TP_SERVER_LOG}" ||
   tp_fail "turnpiked did not log its exception path"
 grep -q "TURN over TCP on port ${TP_PORT} and TLS on port ${TLS_PORT} served by the node's kernel" \
   "${TP_SERVER_LOG}" || tp_fail "turnpiked did not log TURN over TCP and TLS from the kernel side"
 ip addr add "${TP_HOST}/24" dev tpk0 || tp_fail "cannot address tpk0"
+# nodad: usable at once, without waiting for duplicate address detection.
+ip addr add "${NODE6}/64" dev tpk0 nodad || tp_fail "cannot give tpk0 its IPv6 address"
 ip link set tpk0 up || tp_fail "cannot bring tpk0 up"
+tp_in_client ip addr add "${CLIENT6}/64" dev tp0 nodad || tp_fail "cannot give tp0 an IPv6 address"
 
 metric() {
   curl -s --max-time 2 http://127.0.0.1:9641/metrics | sed -n "s/^$1 //p"
@@ -119,47 +127,58 @@ echo "kernel: TURN over TCP and TLS from the kernel side" \
   "(${accepted} connections, ${handshakes} TLS handshakes, ${stream_rx} datagrams at worker 1)"
 
 # 5. A relay of the kernel (a TCP client's) and a relay of the data plane (a UDP client's) on the
-# same node reach each other both ways: the kernel's datagrams to the data plane's address are
-# handed to the workers, and the data plane's reach the kernel (accept_local on tpk0), with
-# strict reverse-path filtering on. Each indication is resent until it arrives (UDP may lose
-# one), within a deadline. Then the REST API lists the TCP client's allocation on worker 1 (the
-# stream host) and the UDP client's on worker 0, and a kill reaches the stream host.
+# same node reach each other both ways, over IPv4 and over IPv6: the kernel's datagrams to the
+# data plane's address are handed to the workers, and the data plane's reach the kernel
+# (accept_local on tpk0 for IPv4), with strict reverse-path filtering on (IPv4). Each indication
+# is resent until it arrives (UDP may lose one), within a deadline. Then the REST API lists the
+# IPv4 TCP client's allocation on worker 1 (the stream host) and the UDP client's on worker 0,
+# and a kill reaches the stream host.
 sysctl -q -w net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.tpk0.rp_filter=1 ||
   tp_fail "cannot set rp_filter"
 tp_in_client python3 - "${TP_LIB_DIR}" "${TP_HOST}" "${TP_PORT}" "${TP_DPDK_PEER_HOST}" \
-  "${TP_SECRET}" "${TOKEN}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
+  "${TP_SECRET}" "${TOKEN}" "${NODE6}" "${CLIENT6}" >"${TP_TMP}/mixed.log" 2>&1 <<'EOF' ||
 import base64, hashlib, hmac, json, socket, sys, time, urllib.request
 sys.path.insert(0, sys.argv[1])
 from turn_client import TurnClient, TurnError
 host, port, me, secret, token = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-def client(name, tcp):
+host6, me6 = sys.argv[7], sys.argv[8]
+def client(name, tcp, server, bind):
     user = "%d:%s" % (time.time() + 3600, name)
     password = base64.b64encode(hmac.new(secret.encode(), user.encode(), hashlib.sha1).digest())
-    return TurnClient(port, user, password.decode(), host=host, tcp=tcp, bind_host=me,
+    return TurnClient(port, user, password.decode(), host=server, tcp=tcp, bind_host=bind,
                       timeout=5.0 if tcp else 2.0)
-tcp, udp = client("mixed-tcp", True), client("mixed-udp", False)
-kernel_relay, dpdk_relay = tcp.allocate(), udp.allocate()
-tcp.create_permission(dpdk_relay)
-udp.create_permission(kernel_relay)
-udp.sock.settimeout(0.5)
-tcp.sock.settimeout(0.5)
-for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
-                                   (udp, tcp, dpdk_relay, kernel_relay)):
-    for i in range(5):
-        payload = b"mixed %d from %s" % (i, src.encode())
-        deadline = time.monotonic() + 15
-        while True:
-            assert time.monotonic() < deadline, "%s never reached %s" % (payload, dst)
-            sender.send_indication(dst, payload)
-            try:
-                peer, data = receiver.receive_data()
-                while data != payload:  # a resent earlier one
+def relay_both_ways(server, bind, ipv6):
+    """A TCP client's (kernel) relay and a UDP client's (data plane) relay of the given family
+    exchange 5 Send indications each way; returns the two clients."""
+    name = "mixed6" if ipv6 else "mixed"
+    tcp, udp = client(name + "-tcp", True, server, bind), client(name + "-udp", False, server, bind)
+    kernel_relay, dpdk_relay = tcp.allocate(ipv6=ipv6), udp.allocate(ipv6=ipv6)
+    for relay in (kernel_relay, dpdk_relay):
+        assert relay.startswith("[") == ipv6, relay
+    tcp.create_permission(dpdk_relay)
+    udp.create_permission(kernel_relay)
+    udp.sock.settimeout(0.5)
+    tcp.sock.settimeout(0.5)
+    for sender, receiver, src, dst in ((tcp, udp, kernel_relay, dpdk_relay),
+                                       (udp, tcp, dpdk_relay, kernel_relay)):
+        for i in range(5):
+            payload = b"mixed %d from %s" % (i, src.encode())
+            deadline = time.monotonic() + 15
+            while True:
+                assert time.monotonic() < deadline, "%s never reached %s" % (payload, dst)
+                sender.send_indication(dst, payload)
+                try:
                     peer, data = receiver.receive_data()
-                break
-            except socket.timeout:
-                continue
-        assert peer == src, (peer, src)
-    print("relayed %s -> %s: 5 of 5" % (src, dst))
+                    while data != payload:  # a resent earlier one
+                        peer, data = receiver.receive_data()
+                    break
+                except socket.timeout:
+                    continue
+            assert peer == src, (peer, src)
+        print("relayed %s -> %s: 5 of 5" % (src, dst))
+    return tcp, udp
+relay_both_ways(host6, me6, True)
+tcp, udp = relay_both_ways(host, me, False)
 def api(method, path):
     request = urllib.request.Request("http://%s:9641%s" % (host, path), method=method,
                                      headers={"Authorization": "Bearer " + token})

@@ -1,7 +1,8 @@
 """A minimal TURN client (RFC 8656 / RFC 8489) over UDP or TCP for the tests: Allocate and
 Refresh with long-term credentials, enough to create allocations the REST API can list and
 kill and to see the exact error code an Allocate gets (403 while draining); CreatePermission,
-Send and Data indications, enough to relay between two allocations. Python stdlib only.
+Send and Data indications, enough to relay between two allocations; IPv4 or IPv6 (addresses
+as "a.b.c.d:port" or "[v6]:port"). Python stdlib only.
 Loopback, or addresses in the test's own namespaces, only, as every test here."""
 
 import hashlib
@@ -16,6 +17,7 @@ SEND_INDICATION, DATA_INDICATION = 0x0016, 0x0017
 A_USERNAME, A_MI, A_ERROR, A_LIFETIME = 0x0006, 0x0008, 0x0009, 0x000D
 A_XOR_PEER, A_DATA = 0x0012, 0x0013
 A_REALM, A_NONCE, A_XOR_RELAYED, A_TRANSPORT = 0x0014, 0x0015, 0x0016, 0x0019
+A_REQUESTED_FAMILY = 0x0017
 
 
 def _attr(t, v):
@@ -44,11 +46,16 @@ def _xor_address(v, tid):
     return "[%s]:%d" % (socket.inet_ntop(socket.AF_INET6, raw), port)
 
 
-def _xor_ipv4(address):
-    """XOR-PEER-ADDRESS value for "a.b.c.d:port"."""
+def _xor_peer(address, tid):
+    """XOR-PEER-ADDRESS value for "a.b.c.d:port" or "[v6]:port" in transaction `tid`."""
     host, port = address.rsplit(":", 1)
+    xport = int(port) ^ (MAGIC >> 16)
+    if host.startswith("["):
+        key = struct.pack("!I", MAGIC) + tid
+        raw = socket.inet_pton(socket.AF_INET6, host[1:-1])
+        return struct.pack("!BBH", 0, 2, xport) + bytes(a ^ b for a, b in zip(raw, key))
     ip = struct.unpack("!I", socket.inet_aton(host))[0] ^ MAGIC
-    return struct.pack("!BBHI", 0, 1, int(port) ^ (MAGIC >> 16), ip)
+    return struct.pack("!BBHI", 0, 1, xport, ip)
 
 
 class TurnError(Exception):
@@ -63,7 +70,8 @@ class TurnClient:
         self.server = (host, server_port)
         self.username, self.password = username, password
         self.tcp = tcp
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
         self.sock.bind((bind_host, 0))
         self.sock.settimeout(timeout)
         if tcp:
@@ -75,15 +83,17 @@ class TurnClient:
         self.sock.close()
 
     def local_address(self):
-        return "%s:%d" % self.sock.getsockname()
+        host, port = self.sock.getsockname()[:2]
+        return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
 
     def _key(self):
         return hashlib.md5(("%s:%s:%s" % (self.username, self.realm, self.password))
                            .encode()).digest()
 
     def _request(self, method, attrs, auth):
+        """`attrs`: (type, value) pairs; a value may be a function of the transaction id."""
         tid = os.urandom(12)
-        body = b"".join(_attr(t, v) for t, v in attrs)
+        body = b"".join(_attr(t, v(tid) if callable(v) else v) for t, v in attrs)
         if auth:
             body += _attr(A_USERNAME, self.username.encode())
             body += _attr(A_REALM, self.realm.encode()) + _attr(A_NONCE, self.nonce)
@@ -143,8 +153,11 @@ class TurnClient:
             raise TurnError(code, err[4:].decode(errors="replace"))
         raise TurnError(401, "could not authenticate")
 
-    def allocate(self, lifetime=None):
+    def allocate(self, lifetime=None, ipv6=False):
+        """`ipv6`: asks for an IPv6 relayed address (REQUESTED-ADDRESS-FAMILY, RFC 8656 18.1)."""
         attrs = [(A_TRANSPORT, struct.pack("!I", 17 << 24))]
+        if ipv6:
+            attrs.append((A_REQUESTED_FAMILY, struct.pack("!I", 2 << 24)))
         if lifetime is not None:
             attrs.append((A_LIFETIME, struct.pack("!I", lifetime)))
         tid, rattrs = self._call(ALLOCATE, attrs)
@@ -152,16 +165,16 @@ class TurnClient:
         return self.relayed
 
     def create_permission(self, peer):
-        """Permission for the IP of "a.b.c.d:port" (IPv4)."""
-        self._call(CREATE_PERMISSION, [(A_XOR_PEER, _xor_ipv4(peer))])
+        """Permission for the IP of `peer` ("a.b.c.d:port" or "[v6]:port")."""
+        self._call(CREATE_PERMISSION, [(A_XOR_PEER, lambda tid: _xor_peer(peer, tid))])
 
     def send_indication(self, peer, data):
         tid = os.urandom(12)
-        body = _attr(A_XOR_PEER, _xor_ipv4(peer)) + _attr(A_DATA, data)
+        body = _attr(A_XOR_PEER, _xor_peer(peer, tid)) + _attr(A_DATA, data)
         self._send(struct.pack("!HHI", SEND_INDICATION, len(body), MAGIC) + tid + body)
 
     def receive_data(self):
-        """The next Data indication: ("a.b.c.d:port" of the peer, data)."""
+        """The next Data indication: (the peer's "a.b.c.d:port" or "[v6]:port", data)."""
         while True:
             mtype, tid, rattrs = _parse(self._receive())
             if mtype == DATA_INDICATION:
