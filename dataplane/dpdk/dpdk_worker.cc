@@ -744,7 +744,7 @@ void DpdkWorker::LearnNeighbor(const IpAddress& ip, const packet::MacAddress& ma
 }
 
 void DpdkWorker::Park(const IpAddress& via, rte_mbuf* m) {
-  if (n_parked_ == kMaxParked) {
+  if (n_parked_ == kMaxParked) {  // not expected: ResolveNextHop says kPark only with room
     ++counters_.tx_neighbor_pending;
     rte_pktmbuf_free(m);
     return;

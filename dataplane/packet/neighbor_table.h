@@ -58,7 +58,7 @@ class NeighborTable {
   enum class Disposition : uint8_t {
     kSend,   // send to `mac` now
     kQueue,  // park the packet until Learn resolves the address
-    kDrop,   // the neighbour's queue or the table is full
+    kDrop,   // the neighbour's queue or the table is full, or the caller cannot queue
   };
   struct Resolution {
     Disposition disposition = Disposition::kDrop;

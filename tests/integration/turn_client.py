@@ -66,11 +66,13 @@ class TurnError(Exception):
 
 class TurnClient:
     def __init__(self, server_port, username, password, host="127.0.0.1", timeout=2.0,
-                 tcp=False, bind_host="127.0.0.1"):
+                 tcp=False, bind_host=None):
         self.server = (host, server_port)
         self.username, self.password = username, password
         self.tcp = tcp
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if bind_host is None:
+            bind_host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
         self.sock = socket.socket(family, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
         self.sock.bind((bind_host, 0))
         self.sock.settimeout(timeout)
